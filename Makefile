@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` and `make test` (each sets up .venv when missing).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv test demo bench cluster-up cluster-down lint clean
+
+venv:
+	@VENV=$(VENV) bash scripts/bootstrap.sh
+
+test: venv
+	$(PY) -m pytest tests
+
+demo: venv
+	$(PY) examples/demo.py
+
+bench: venv
+	$(PY) bench/run_all.py
+
+lint: venv
+	$(VENV)/bin/ruff check sparkdl tests examples bench
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned stack (idempotent): system tools, Python packages, the Horovod
+# build with Gloo + TensorFlow ops, then sparkdl itself in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+STAMP="$VENV/.sparkdl-stamp"
+want=$(cat constraints.txt setup.cfg scripts/bootstrap.sh | sha256sum | cut -c1-16)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3 python3-venv python3-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip 'setuptools<70' wheel
+echo "bootstrap: installing the pinned stack (constraints.txt)"
+$PIP install -q -c constraints.txt tensorflow-cpu pyspark petastorm pyarrow numpy pandas \
+  pyyaml cloudpickle psutil fsspec h5py
+if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
+  echo "bootstrap: building horovod 0.28.1 with Gloo + TensorFlow ops (minutes on first run; pip caches the wheel)"
+  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+  HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
+    $PIP install -q --no-build-isolation --no-deps -c constraints.txt horovod==0.28.1
+fi
+$PIP install -q -c constraints.txt -e '.[test,notebook]'
+"$VENV/bin/python" -c "import horovod.tensorflow as hvd, pyspark, petastorm; print('bootstrap: stack ok')"
+echo "$want" > "$STAMP"

@@ -1,0 +1,8 @@
+"""Barrier-mode Spark jobs running Horovod ranks over Gloo; knows nothing of Keras."""
+from __future__ import annotations
+
+from sparkdl.launch.channel import report
+from sparkdl.launch.driver import run
+from sparkdl.launch.errors import LaunchError, RankFailedError
+
+__all__ = ["run", "report", "LaunchError", "RankFailedError"]

@@ -1,0 +1,135 @@
+"""A small JSON-lines channel from ranks to the driver: start/failure notices and user messages.
+
+The driver owns a TCP server (one per job, random port, per-job secret); tasks and their child
+processes connect as clients. Neither side needs Spark, so executors import this freely.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import socket
+import socketserver
+import threading
+from typing import Any
+
+CHANNEL_ENV = "SPARKDL_CHANNEL"
+SECRET_ENV = "SPARKDL_CHANNEL_SECRET"
+RANK_ENV = "SPARKDL_RANK"
+_CONNECT_TIMEOUT_S = 10.0
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: _Server = self.server  # type: ignore[assignment]
+        first = self.rfile.readline()
+        try:
+            hello = json.loads(first)
+        except ValueError:
+            return
+        if not isinstance(hello, dict) or hello.get("secret") != server.secret:
+            return  # not one of this job's ranks
+        for line in self.rfile:
+            try:
+                server.inbox.put(json.loads(line))
+            except ValueError:
+                continue
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], secret: str) -> None:
+        super().__init__(addr, _Handler)
+        self.secret = secret
+        self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+
+
+class DriverChannel:
+    """Driver end: listens on a random port and queues every message the job's ranks send."""
+
+    def __init__(self, advertise_host: str, bind_host: str = "") -> None:
+        self.secret = secrets.token_hex(16)
+        self._server = _Server((bind_host, 0), self.secret)
+        self.address = f"{advertise_host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="sparkdl-channel")
+
+    def __enter__(self) -> DriverChannel:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """Next message, or None when none arrives within `timeout` seconds."""
+        try:
+            return self._server.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class ChannelClient:
+    """Rank end: sends JSON messages to the driver; a lost driver never breaks the rank."""
+
+    def __init__(self, address: str, secret: str, rank: int) -> None:
+        self.rank = rank
+        self._lock = threading.Lock()
+        host, port = address.rsplit(":", 1)
+        self._sock: socket.socket | None = socket.create_connection(
+            (host, int(port)), timeout=_CONNECT_TIMEOUT_S)
+        self._sock.settimeout(_CONNECT_TIMEOUT_S)
+        self._write({"secret": secret, "rank": rank})
+
+    @classmethod
+    def from_env(cls) -> ChannelClient | None:
+        """The client of a child process launched by `sparkdl.run`, or None outside one."""
+        address = os.environ.get(CHANNEL_ENV)
+        if not address:
+            return None
+        return cls(address, os.environ[SECRET_ENV], int(os.environ.get(RANK_ENV, "0")))
+
+    def send(self, kind: str, **fields: Any) -> None:
+        self._write({"type": kind, "rank": self.rank, **fields})
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj, default=str) + "\n").encode()
+        with self._lock:
+            if self._sock is None:
+                return
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+_client: ChannelClient | None = None
+_client_tried = False
+_client_lock = threading.Lock()
+
+
+def report(payload: Any) -> None:
+    """Send `payload` (JSON-serialisable) from a rank to the driver's `on_message` callback.
+
+    Does nothing outside a process launched by `sparkdl.run`, so training code can call it freely.
+    """
+    global _client, _client_tried
+    with _client_lock:
+        if not _client_tried:
+            _client_tried = True
+            try:
+                _client = ChannelClient.from_env()
+            except OSError:
+                _client = None  # the driver is gone; training goes on without progress reports
+        if _client is not None:
+            _client.send("message", payload=payload)

@@ -1,0 +1,216 @@
+"""Driver side of `sparkdl.run`: checks, one barrier stage of `num_proc` tasks, and a bounded wait.
+
+Every wait has a deadline; a failing rank cancels the job at once and its message (rank, last
+output lines) becomes the driver's exception.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import sysconfig
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+
+from sparkdl.launch.channel import DriverChannel
+from sparkdl.launch.errors import LaunchError, RankFailedError
+from sparkdl.launch.task import TaskSpec, make_barrier_task
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.2
+_CLUSTER_SLOT_WAIT_S = 15.0  # executors of a just-started cluster may still be registering
+_FAILURE_SETTLE_S = 2.0  # after a failure, how long to wait for the other ranks' reports
+_CANCEL_WAIT_S = 60.0
+# Messages of ranks that failed only because another rank went away first.
+_SECONDARY = ("gloo", "horovodinternalerror", "connection closed by peer", "broken pipe",
+              "connection reset", "horovod has been shut down")
+
+
+def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+        start_timeout: float = 120.0, timeout: float | None = None,
+        on_message: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """Run `fn(*args, **kwargs)` on `num_proc` Horovod ranks in one Spark barrier stage.
+
+    Returns fn's return values ordered by rank. `on_message(rank, payload)` receives what ranks
+    send with `sparkdl.launch.report` while the job runs. `start_timeout` bounds the wait for
+    all ranks to start, `timeout` (None: no limit) the whole job.
+    """
+    sc = _active_context()
+    num_proc = check_num_proc(num_proc, available_slots(sc, num_proc))
+    payload = pickle_call(fn, tuple(args), dict(kwargs or {}))
+    env = {str(k): str(v) for k, v in (env or {}).items()}
+    return _BarrierJob(sc, num_proc, payload, env).run(start_timeout, timeout, on_message)
+
+
+def _active_context() -> Any:
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        raise LaunchError("sparkdl needs an active SparkSession; create one first "
+                          "(SparkSession.builder.getOrCreate())")
+    return sc
+
+
+def available_slots(sc: Any, wanted: int | None) -> int:
+    """Task slots the cluster has now (executors x cores / spark.task.cpus)."""
+    jsc = sc._jsc.sc()
+    profile = jsc.resourceProfileManager().defaultResourceProfile()
+    slots = int(jsc.maxNumConcurrentTasks(profile))
+    if sc.master.startswith("local"):
+        return slots
+    deadline = time.monotonic() + _CLUSTER_SLOT_WAIT_S
+    while slots < (wanted or 1) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        slots = int(jsc.maxNumConcurrentTasks(profile))
+    return slots
+
+
+def check_num_proc(num_proc: int | None, slots: int) -> int:
+    """num_proc, defaulting to the slot count; an error naming both when it cannot run."""
+    if num_proc is None:
+        num_proc = slots
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"num_proc must be a positive integer; got {num_proc!r}")
+    if num_proc > slots:
+        raise ValueError(
+            f"num_proc={num_proc} but the cluster has only {slots} task slots (executor cores / "
+            "spark.task.cpus); a barrier stage needs all its tasks running at once. "
+            "Lower num_proc or add executors.")
+    return num_proc
+
+
+def pickle_call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
+    """cloudpickle (fn, args, kwargs); fn's module goes by value unless executors can import it."""
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    by_value = module is not None and module.__name__ != "__main__" and not _installed(module)
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps((fn, args, kwargs))
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _installed(module: Any) -> bool:
+    path = getattr(module, "__file__", None) or ""
+    roots = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return module.__name__.split(".")[0] == "sparkdl" or any(path.startswith(r) for r in roots)
+
+
+class _BarrierJob:
+    """One barrier stage, watched from the driver through the job's message channel."""
+
+    def __init__(self, sc: Any, num_proc: int, payload: bytes, env: dict[str, str]) -> None:
+        self.sc = sc
+        self.num_proc = num_proc
+        self.payload = payload
+        self.env = env
+        self.group = f"sparkdl-{uuid.uuid4().hex[:12]}"
+        self.started: set[int] = set()
+        self.failures: dict[int, str] = {}
+        self.outcome: dict[str, Any] = {}
+
+    def run(self, start_timeout: float, timeout: float | None,
+            on_message: Callable[[int, Any], None] | None) -> list[Any]:
+        broadcast = self.sc.broadcast(self.payload)
+        host = self.sc.getConf().get("spark.driver.host", "127.0.0.1")
+        try:
+            with DriverChannel(advertise_host=host) as channel:
+                spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env)
+                thread = threading.Thread(target=self._submit, args=(broadcast, spec),
+                                          daemon=True, name=self.group)
+                thread.start()
+                error = self._watch(thread, channel, start_timeout, timeout, on_message)
+                if error is not None:
+                    self.sc.cancelJobGroup(self.group)
+                    thread.join(_CANCEL_WAIT_S)
+                    raise error
+        finally:
+            broadcast.destroy()
+        return [cloudpickle.loads(blob) for blob in self.outcome["results"]]
+
+    def _submit(self, broadcast: Any, spec: TaskSpec) -> None:
+        self.sc.setJobGroup(self.group, f"sparkdl: {self.num_proc} Horovod ranks",
+                            interruptOnCancel=True)
+        try:
+            rdd = self.sc.parallelize(range(self.num_proc), self.num_proc)
+            task = make_barrier_task(broadcast, spec)
+            self.outcome["results"] = rdd.barrier().mapPartitions(task).collect()
+        except BaseException as exc:  # handed to the watching thread
+            self.outcome["error"] = exc
+
+    def _watch(self, thread: threading.Thread, channel: DriverChannel, start_timeout: float,
+               timeout: float | None, on_message: Callable[[int, Any], None] | None
+               ) -> Exception | None:
+        """Follow the job until it ends; the error to raise, or None when it succeeded."""
+        t0 = time.monotonic()
+        while thread.is_alive():
+            self._handle(channel.get(_POLL_S), on_message)
+            if self.failures:
+                self._drain(channel, on_message, settle=_FAILURE_SETTLE_S)
+                return self._rank_error()
+            elapsed = time.monotonic() - t0
+            if len(self.started) < self.num_proc and elapsed > start_timeout:
+                return LaunchError(
+                    f"only {len(self.started)} of {self.num_proc} ranks started within "
+                    f"start_timeout={start_timeout:g}s; the cluster may lack free task slots "
+                    "(other jobs running) or executors may be failing to start Python workers")
+            if timeout is not None and elapsed > timeout:
+                return LaunchError(f"the job did not finish within timeout={timeout:g}s")
+        self._drain(channel, on_message, settle=0.5 if "error" in self.outcome else 0.0)
+        if self.failures:
+            return self._rank_error()
+        if "error" in self.outcome:
+            return LaunchError(f"the barrier job failed: {_summary(self.outcome['error'])}")
+        return None
+
+    def _handle(self, msg: dict[str, Any] | None,
+                on_message: Callable[[int, Any], None] | None) -> None:
+        if msg is None:
+            return
+        rank, kind = int(msg.get("rank", -1)), msg.get("type")
+        if kind == "started":
+            self.started.add(rank)
+        elif kind == "failed":
+            self.failures.setdefault(rank, str(msg.get("message", "")))
+        elif kind == "message" and on_message is not None:
+            try:
+                on_message(rank, msg.get("payload"))
+            except Exception:  # a broken progress callback must not kill the job
+                log.exception("on_message callback failed")
+
+    def _drain(self, channel: DriverChannel, on_message: Callable[[int, Any], None] | None,
+               settle: float) -> None:
+        deadline = time.monotonic() + settle
+        while True:
+            msg = channel.get(max(0.0, deadline - time.monotonic()) or 0.05)
+            if msg is None and time.monotonic() >= deadline:
+                return
+            self._handle(msg, on_message)
+
+    def _rank_error(self) -> RankFailedError:
+        """The root-cause failure: a rank that did not fail only because a peer went away."""
+        ranks = sorted(self.failures)
+        primary = [r for r in ranks
+                   if not any(s in self.failures[r].lower() for s in _SECONDARY)]
+        rank = (primary or ranks)[0]
+        others = [r for r in ranks if r != rank]
+        also = f"\n(ranks {others} failed after it)" if others else ""
+        return RankFailedError(rank, self.failures[rank] + also)
+
+
+def _summary(exc: BaseException) -> str:
+    """The informative line of a Spark/py4j error, not its Java stack."""
+    text = str(exc)
+    for marker in ("RuntimeError: ", "Exception: ", "Error: "):
+        if marker in text:
+            return text[text.index(marker):].splitlines()[0]
+    return text.splitlines()[0] if text else type(exc).__name__

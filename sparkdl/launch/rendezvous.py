@@ -1,0 +1,96 @@
+"""Horovod's Gloo rendezvous for one barrier job: the slot plan and a job-scoped HTTP server.
+
+Rank 0's task hosts horovod's own `RendezvousServer`; it answers only the job's hosts and lives
+exactly as long as the job's rank 0.
+"""
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+from horovod.runner.common.util.hosts import SlotInfo
+from horovod.runner.http.http_server import RendezvousHandler, RendezvousServer
+
+
+def slot_plan(hosts: Sequence[str]) -> list[SlotInfo]:
+    """One SlotInfo per rank (rank = index in `hosts`); local ranks are counted per host."""
+    order: list[str] = []
+    local_ranks: list[int] = []
+    per_host: dict[str, int] = {}
+    for host in hosts:
+        if host not in per_host:
+            order.append(host)
+            per_host[host] = 0
+        local_ranks.append(per_host[host])
+        per_host[host] += 1
+    plan = []
+    for rank, host in enumerate(hosts):
+        local_rank = local_ranks[rank]
+        # Horovod's cross communicator joins the ranks that share a local rank, one per host.
+        cross_hosts = [h for h in order if per_host[h] > local_rank]
+        plan.append(SlotInfo(hostname=host, rank=rank, local_rank=local_rank,
+                             cross_rank=cross_hosts.index(host), size=len(hosts),
+                             local_size=per_host[host], cross_size=len(cross_hosts)))
+    return plan
+
+
+def horovod_env(slot: SlotInfo, rendezvous_addr: str, rendezvous_port: int,
+                iface: str | None) -> dict[str, str]:
+    """The environment that makes `hvd.init()` join this job over Gloo."""
+    env = {
+        "HOROVOD_RANK": slot.rank, "HOROVOD_SIZE": slot.size,
+        "HOROVOD_LOCAL_RANK": slot.local_rank, "HOROVOD_LOCAL_SIZE": slot.local_size,
+        "HOROVOD_CROSS_RANK": slot.cross_rank, "HOROVOD_CROSS_SIZE": slot.cross_size,
+        "HOROVOD_HOSTNAME": slot.hostname,
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": rendezvous_addr,
+        "HOROVOD_GLOO_RENDEZVOUS_PORT": rendezvous_port,
+        "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
+        "HOROVOD_GLOO_TIMEOUT_SECONDS": 60,
+    }
+    if iface:
+        env["HOROVOD_GLOO_IFACE"] = iface
+    return {k: str(v) for k, v in env.items()}
+
+
+def _resolve(host: str) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return {host}
+
+
+def _handler_for(allowed: frozenset[str]) -> type[RendezvousHandler]:
+    class JobRendezvousHandler(RendezvousHandler):
+        """Horovod's handler, refusing clients that are not hosts of this job."""
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            if self.client_address[0] not in allowed:
+                self.send_error(403, "not a host of this sparkdl job")
+                return False
+            return True
+
+    return JobRendezvousHandler
+
+
+class JobRendezvous:
+    """Horovod's RendezvousServer on a random port, initialised with this job's slot plan."""
+
+    def __init__(self, plan: Sequence[SlotInfo]) -> None:
+        allowed = {"127.0.0.1", "::1"}
+        for slot in plan:
+            allowed |= _resolve(slot.hostname)
+        self._server = RendezvousServer(verbose=0)
+        self._plan = list(plan)
+        self._handler = _handler_for(frozenset(allowed))
+        self.port: int | None = None
+
+    def __enter__(self) -> JobRendezvous:
+        self.port = self._server.start(handler_cls=self._handler)
+        self._server.init(self._plan)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+        self._server._httpd.server_close()  # release the port now, not at garbage collection

@@ -1,0 +1,135 @@
+"""Executor side of a barrier job: set up Horovod's Gloo environment and run a rank's child process.
+
+Imported by Spark Python workers; needs pyspark's BarrierTaskContext but no SparkSession.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from sparkdl.launch.channel import CHANNEL_ENV, RANK_ENV, SECRET_ENV, ChannelClient
+from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, slot_plan
+
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task of one job needs besides the pickled function."""
+
+    channel: str
+    secret: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]], Iterator[bytes]]:
+    """The mapPartitions function of the barrier stage; `payload` is a Broadcast of the pickled fn."""
+
+    def barrier_task(_: Iterator[Any]) -> Iterator[bytes]:
+        from pyspark import BarrierTaskContext
+
+        ctx = BarrierTaskContext.get()
+        rank = ctx.partitionId()
+        hosts = [info.address.rsplit(":", 1)[0] for info in ctx.getTaskInfos()]
+        client = ChannelClient(spec.channel, spec.secret, rank)
+        client.send("started", host=hosts[rank], pid=os.getpid())
+        try:
+            yield _run_rank(ctx, rank, hosts, payload.value, spec)
+        except BaseException as exc:
+            client.send("failed", message=str(exc))
+            raise
+        finally:
+            client.close()
+
+    return barrier_task
+
+
+def _run_rank(ctx: Any, rank: int, hosts: list[str], payload: bytes, spec: TaskSpec) -> bytes:
+    plan = slot_plan(hosts)
+    gpus = ctx.resources().get("gpu")
+    extra = {**spec.env, CHANNEL_ENV: spec.channel, SECRET_ENV: spec.secret, RANK_ENV: str(rank)}
+    if gpus is not None:
+        extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
+    if rank == 0:
+        with JobRendezvous(plan) as rendezvous:
+            ctx.allGather(f"{hosts[0]}:{rendezvous.port}")
+            env = horovod_env(plan[rank], hosts[0], rendezvous.port, _iface_of(hosts[rank]))
+            return run_child(payload, {**env, **extra}, rank, hosts[rank])
+    address = ctx.allGather("")[0]
+    host, port = address.rsplit(":", 1)
+    env = horovod_env(plan[rank], host, int(port), _iface_of(hosts[rank]))
+    return run_child(payload, {**env, **extra}, rank, hosts[rank])
+
+
+def _iface_of(host: str) -> str | None:
+    """The network interface holding `host`'s address, so Gloo talks over the one Spark uses."""
+    try:
+        ips = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return None
+    for iface, addrs in psutil.net_if_addrs().items():
+        if any(a.address in ips for a in addrs):
+            return iface
+    return None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the Spark worker dies, so no rank outlives its task."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_child(payload: bytes, env: dict[str, str], rank: int, host: str) -> bytes:
+    """Run the pickled function in a child Python, stream its output with a rank prefix, return
+    its pickled result; raise with the output's last lines when it fails."""
+    workdir = tempfile.mkdtemp(prefix=f"sparkdl-rank{rank}-")
+    payload_path = os.path.join(workdir, "payload.pkl")
+    result_path = os.path.join(workdir, "result.pkl")
+    with open(payload_path, "wb") as f:
+        f.write(payload)
+    child_env = {**os.environ, **env,
+                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                 "PYTHONUNBUFFERED": "1"}
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sparkdl.launch.child", payload_path, result_path],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=child_env, preexec_fn=_die_with_parent, text=True, errors="replace")
+    try:
+        assert proc.stdout is not None
+        prefix = f"[sparkdl rank {rank}] "
+        for line in proc.stdout:
+            tail.append(line.rstrip("\n"))
+            sys.stderr.write(prefix + line)
+        code = proc.wait()
+        if code != 0:
+            raise RuntimeError(describe_failure(rank, host, code, list(tail)))
+        with open(result_path, "rb") as f:
+            return f.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def describe_failure(rank: int, host: str, code: int, tail: list[str]) -> str:
+    """One message naming the rank, how it ended (exit code or signal) and its last output lines."""
+    how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+           else f"exited with code {code}")
+    lines = "\n".join(f"  {line}" for line in tail) or "  (no output)"
+    return f"rank {rank} on {host} {how}; its last output lines:\n{lines}"

@@ -1,0 +1,118 @@
+"""sparkdl.run: real barrier stages in local[2], real Horovod over Gloo in child processes."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import sparkdl
+from sparkdl.launch import LaunchError, RankFailedError
+
+
+def _allreduce_rank() -> dict:
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    hvd.init()
+    total = hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum)
+    return {"rank": hvd.rank(), "size": hvd.size(), "local_rank": hvd.local_rank(),
+            "local_size": hvd.local_size(), "sum": float(total.numpy()), "pid": os.getpid()}
+
+
+def test_allreduce_sums_across_two_ranks_in_rank_order(spark):
+    results = sparkdl.run(_allreduce_rank, num_proc=2)
+    assert [r["rank"] for r in results] == [0, 1]
+    assert all(r["size"] == 2 and r["sum"] == 3.0 for r in results)
+    # both tasks run on this one host: local ranks are counted per host
+    assert sorted(r["local_rank"] for r in results) == [0, 1]
+    assert all(r["local_size"] == 2 for r in results)
+    # each rank runs in its own child process, not in the Spark worker or the driver
+    assert len({r["pid"] for r in results} | {os.getpid()}) == 3
+
+
+def _echo(x, *, scale):
+    import horovod.tensorflow as hvd
+
+    hvd.init()
+    return (hvd.rank(), x * scale, os.environ.get("SPARKDL_TEST_VAR"))
+
+
+def test_args_kwargs_and_env_reach_every_rank(spark):
+    results = sparkdl.run(_echo, num_proc=2, args=(21,), kwargs={"scale": 2},
+                          env={"SPARKDL_TEST_VAR": "hello"})
+    assert results == [(0, 42, "hello"), (1, 42, "hello")]
+
+
+def test_num_proc_defaults_to_task_slots(spark):
+    results = sparkdl.run(_allreduce_rank)
+    assert len(results) == spark.sparkContext.defaultParallelism == 2
+
+
+def _fail_on_rank_one():
+    import horovod.tensorflow as hvd
+
+    hvd.init()
+    if hvd.rank() == 1:
+        raise ValueError("boom from the second rank")
+    import tensorflow as tf
+
+    hvd.allreduce(tf.constant(1.0))  # rank 0 waits on its peer, which is gone
+    return "unreachable"
+
+
+def test_failing_rank_raises_on_driver_with_its_message(spark):
+    t0 = time.monotonic()
+    with pytest.raises(RankFailedError) as info:
+        sparkdl.run(_fail_on_rank_one, num_proc=2, start_timeout=60)
+    assert time.monotonic() - t0 < 60
+    assert info.value.rank == 1
+    text = str(info.value)
+    assert "rank 1" in text and "ValueError: boom from the second rank" in text
+    # the session stays usable
+    assert sparkdl.run(_allreduce_rank, num_proc=2)[0]["sum"] == 3.0
+
+
+def _hard_exit():
+    os._exit(3)
+
+
+def test_rank_exiting_without_traceback_reports_exit_code(spark):
+    with pytest.raises(RankFailedError, match=r"exited with code 3"):
+        sparkdl.run(_hard_exit, num_proc=1)
+
+
+def test_num_proc_above_slots_fails_fast_naming_the_slots(spark):
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"num_proc=3 but the cluster has only 2 task slots"):
+        sparkdl.run(_allreduce_rank, num_proc=3)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_invalid_num_proc_is_rejected(spark, bad):
+    with pytest.raises(ValueError, match="num_proc must be a positive integer"):
+        sparkdl.run(_allreduce_rank, num_proc=bad)
+
+
+def _report_progress():
+    from sparkdl.launch import report
+
+    for step in range(3):
+        report({"step": step})
+    return "done"
+
+
+def test_messages_from_ranks_reach_the_driver_while_running(spark):
+    seen = []
+    assert sparkdl.run(_report_progress, num_proc=2,
+                       on_message=lambda rank, msg: seen.append((rank, msg["step"]))) == ["done"] * 2
+    assert sorted(seen) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+def test_run_without_spark_session_explains(monkeypatch):
+    from pyspark import SparkContext
+
+    monkeypatch.setattr(SparkContext, "_active_spark_context", None)
+    with pytest.raises(LaunchError, match="needs an active SparkSession"):
+        sparkdl.run(_allreduce_rank, num_proc=1)

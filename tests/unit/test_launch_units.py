@@ -1,0 +1,48 @@
+"""Launcher pieces that need no Spark: slot plan, failure text, the driver channel."""
+from __future__ import annotations
+
+import time
+
+from sparkdl.launch.channel import ChannelClient, DriverChannel
+from sparkdl.launch.rendezvous import horovod_env, slot_plan
+from sparkdl.launch.task import describe_failure
+
+
+def test_local_ranks_are_counted_per_host_and_cross_ranks_per_local_rank():
+    plan = slot_plan(["a", "b", "a", "c", "b", "a"])
+    assert [s.rank for s in plan] == [0, 1, 2, 3, 4, 5]
+    assert [s.local_rank for s in plan] == [0, 0, 1, 0, 1, 2]
+    assert [s.local_size for s in plan] == [3, 2, 3, 1, 2, 3]
+    # local rank 0 lives on a, b, c; local rank 1 on a, b; local rank 2 only on a
+    assert [(s.cross_rank, s.cross_size) for s in plan] == [(0, 3), (1, 3), (0, 2), (2, 3),
+                                                            (1, 2), (0, 1)]
+
+
+def test_horovod_env_uses_gloo_and_the_rendezvous_address():
+    env = horovod_env(slot_plan(["h", "h"])[1], "10.0.0.1", 4242, iface="lo")
+    assert env["HOROVOD_RANK"] == "1" and env["HOROVOD_SIZE"] == "2"
+    assert env["HOROVOD_LOCAL_RANK"] == "1" and env["HOROVOD_LOCAL_SIZE"] == "2"
+    assert env["HOROVOD_CONTROLLER"] == env["HOROVOD_CPU_OPERATIONS"] == "gloo"
+    assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == "10.0.0.1"
+    assert env["HOROVOD_GLOO_RENDEZVOUS_PORT"] == "4242"
+    assert env["HOROVOD_GLOO_IFACE"] == "lo"
+
+
+def test_failure_text_names_rank_signal_and_last_lines():
+    assert "rank 2 on h was killed by signal SIGKILL" in describe_failure(2, "h", -9, ["x"])
+    text = describe_failure(0, "h", 1, ["Traceback", "ValueError: bad"])
+    assert "exited with code 1" in text and "ValueError: bad" in text
+
+
+def test_channel_accepts_only_clients_with_the_job_secret():
+    with DriverChannel(advertise_host="127.0.0.1", bind_host="127.0.0.1") as channel:
+        intruder = ChannelClient(channel.address, "wrong-secret", rank=5)
+        intruder.send("failed", message="spoofed")
+        client = ChannelClient(channel.address, channel.secret, rank=1)
+        client.send("message", payload={"epoch": 1})
+        msg = channel.get(timeout=5)
+        assert msg == {"type": "message", "rank": 1, "payload": {"epoch": 1}}
+        time.sleep(0.2)
+        assert channel.get(timeout=0.2) is None  # the intruder's message never arrives
+        client.close()
+        intruder.close()
