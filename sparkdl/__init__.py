@@ -1,10 +1,21 @@
 """sparkdl: distributed Keras training as a native Spark ML Pipeline stage.
 
-Public API only; heavy imports (TensorFlow, Horovod) happen lazily where they are used.
+The Keras stages load lazily, so launcher tasks and `import sparkdl` don't pull in TensorFlow.
 """
 from __future__ import annotations
 
-from sparkdl.launch import run
+from typing import Any
 
-__all__ = ["run"]
+from sparkdl.launch import run
+from sparkdl.store import Store
+
+__all__ = ["KerasEstimator", "KerasModel", "Store", "run"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("KerasEstimator", "KerasModel"):
+        from sparkdl import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'sparkdl' has no attribute {name!r}")

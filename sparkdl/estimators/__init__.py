@@ -1,0 +1,6 @@
+"""Spark ML stages: Params, Estimator/Model classes and their persistence."""
+from __future__ import annotations
+
+from sparkdl.estimators.keras import KerasEstimator, KerasModel
+
+__all__ = ["KerasEstimator", "KerasModel"]

@@ -1,0 +1,219 @@
+"""Driver side: write a DataFrame's training columns to Parquet in a Store, once per plan.
+
+Release the data with ``meta.release()`` or by using the result as a context manager:
+``with materialize(df, store, ...) as meta: ...`` deletes it on exit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo
+from sparkdl.data.profile import Profile, profile_columns
+from sparkdl.data.schema import FLOAT_DTYPES, inspect_columns, storage_column
+from sparkdl.store import Store
+
+logger = logging.getLogger(__name__)
+
+ROW_GROUP_BYTES = 16 << 20  # a few reader batches per row group; also the sharding unit
+MAX_FILE_BYTES = 128 << 20
+MIN_FILE_BYTES = 16 << 20
+_SPLIT_COL = "sparkdl_split"
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+
+
+@dataclass(frozen=True)
+class _Validation:
+    """How rows are split: `is_val` is true for validation rows; `column` when user-given."""
+
+    is_val: Column
+    column: str | None
+
+
+def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
+                label_cols: str | Sequence[str], *, sample_weight_col: str | None = None,
+                validation: float | str | None = None, num_proc: int,
+                float_dtype: str | None = "float32", seed: int = 42) -> DatasetMeta:
+    """Write the training columns of `df` as Parquet under ``store.data_dir(key)``.
+
+    The same plan with the same arguments reuses what is already in the store. Bad input raises
+    ValueError before anything is written. `validation`: None, a fraction in (0, 1), or the name
+    of a boolean/integer column (true/non-zero = validation row; not written).
+    """
+    features, labels = _names(feature_cols, "feature_cols"), _names(label_cols, "label_cols")
+    _check_args(store, num_proc, float_dtype, seed, sample_weight_col)
+    roles = _roles(features, labels, sample_weight_col)
+    split = _validation(df, validation, seed, roles)
+    specs = inspect_columns(df, list(roles), float_dtype)
+    key = cache_key(df, features=features, labels=labels, weight=sample_weight_col,
+                    validation=validation, float_dtype=float_dtype, seed=seed, num_proc=num_proc)
+    cached = DatasetMeta.load(store, key)
+    if cached is not None:
+        logger.info("reusing materialized data %s", store.data_dir(key))
+        return cached
+    by_column = split is not None and split.column is not None
+    profile = profile_columns(df, specs, roles, validation_col=split.column if by_column else None,
+                              is_val=split.is_val if by_column else None)
+    if profile.rows < num_proc:
+        raise ValueError(f"DataFrame has {profile.rows} rows; expected at least "
+                         f"num_proc={num_proc} so that every process gets data")
+    train, val = _write(df, store, key, split, profile, num_proc)
+    meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
+                       sample_weight_col=sample_weight_col, columns=profile.columns,
+                       train=train, val=val, store=store)
+    meta.save()
+    return meta
+
+
+def cache_key(df: DataFrame, **params: object) -> str:
+    """Key of a materialization: the analysed plan's semantic hash plus every argument.
+
+    The semantic hash is only meaningful within one JVM, so the Spark application id is part of
+    the key: a new session never reuses another session's data.
+    """
+    payload = {
+        "plan": df._jdf.queryExecution().analyzed().semanticHash(),
+        "schema": df.schema.json(),
+        "app": df.sparkSession.sparkContext.applicationId,
+        **params,
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return "ds-" + digest[:24]
+
+
+def num_files(rows: int, row_bytes: int, num_proc: int, parallelism: int) -> int:
+    """Files per split: a multiple of num_proc, files at most MAX_FILE_BYTES, and enough
+    tasks to use the cluster as long as files stay over MIN_FILE_BYTES."""
+    total = rows * row_bytes
+    by_size = math.ceil(total / (num_proc * MAX_FILE_BYTES))
+    by_parallelism = min(math.ceil(parallelism / num_proc), total // (num_proc * MIN_FILE_BYTES))
+    return num_proc * max(1, by_size, by_parallelism)
+
+
+def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, profile: Profile,
+           num_proc: int) -> tuple[SplitInfo, SplitInfo | None]:
+    """Write into a hidden temporary directory, then rename it to the key's directory."""
+    final, tmp = store.data_dir(key), store.path("data", f".{key}.tmp-{uuid.uuid4().hex}")
+    row_bytes = sum(spec.row_bytes for spec in profile.columns.values())
+    files = num_files(profile.rows, row_bytes, num_proc,
+                      df.sparkSession.sparkContext.defaultParallelism)
+    logger.info("materializing %d rows (~%.1f MiB) into %d files per split at %s",
+                profile.rows, profile.rows * row_bytes / 2**20, files, final)
+    try:
+        _write_parquet(df, store, tmp, list(profile.columns.values()), split, files)
+        store.delete(final)  # a directory without metadata is a leftover of a crashed write
+        store.move(tmp, final)
+    except BaseException:
+        store.delete(tmp)
+        raise
+    try:
+        train = _split_info(store, f"{final}/train", num_proc, "train")
+        val = _split_info(store, f"{final}/val", num_proc, "validation") if split else None
+    except ValueError:
+        store.delete(final)
+        raise
+    return train, val
+
+
+def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],
+                   split: _Validation | None, files: int) -> None:
+    columns = [storage_column(df, spec) for spec in specs]
+    if split is not None:
+        columns.append(F.when(split.is_val, "val").otherwise("train").alias(_SPLIT_COL))
+    writer = (df.select(*columns).repartition(files).write
+              .option("parquet.block.size", str(ROW_GROUP_BYTES)))
+    if split is None:
+        writer.parquet(store.spark_url(f"{tmp}/train"))
+        return
+    # One pass writes both splits: each row is assigned exactly once, even if the plan is
+    # not deterministic (two filtered writes could overlap or drop rows).
+    writer.partitionBy(_SPLIT_COL).parquet(store.spark_url(tmp))
+    for name in ("train", "val"):
+        written = f"{tmp}/{_SPLIT_COL}={name}"
+        if store.exists(written):
+            store.move(written, f"{tmp}/{name}")
+
+
+def _split_info(store: Store, path: str, num_proc: int, what: str) -> SplitInfo:
+    """Rows, bytes and row groups of a written split, from the Parquet footers (no Spark job)."""
+    parts = [f"{path}/{name}" for name in store.listdir(path)
+             if name.endswith(".parquet") and not name.startswith((".", "_"))]
+    rows = row_groups = size = 0
+    for part in parts:
+        with store.open(part) as f:
+            footer = pq.read_metadata(f)
+        rows, row_groups = rows + footer.num_rows, row_groups + footer.num_row_groups
+        size += store.size(part)
+    if row_groups < num_proc:
+        raise ValueError(f"the {what} split has {rows} rows in {row_groups} Parquet row group(s); "
+                         f"expected at least num_proc={num_proc} so that every process gets a "
+                         "shard (use fewer processes or more data)")
+    return SplitInfo(path=path, rows=rows, bytes=size, files=len(parts), row_groups=row_groups)
+
+
+def _names(cols: str | Sequence[str], param: str) -> list[str]:
+    names = [cols] if isinstance(cols, str) else list(cols) if cols is not None else []
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+        raise ValueError(f"{param} {cols!r} is invalid; expected a column name or a non-empty "
+                         "list of distinct column names")
+    return names
+
+
+def _check_args(store: Store, num_proc: int, float_dtype: str | None, seed: int,
+                sample_weight_col: str | None) -> None:
+    if not isinstance(store, Store):
+        raise ValueError(f"store {store!r} is not a Store; expected Store.create(url)")
+    if not isinstance(num_proc, int) or isinstance(num_proc, bool) or num_proc < 1:
+        raise ValueError(f"num_proc {num_proc!r} is invalid; expected an int >= 1")
+    if float_dtype not in FLOAT_DTYPES:
+        raise ValueError(f"float_dtype {float_dtype!r} is invalid; expected one of {FLOAT_DTYPES}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed {seed!r} is invalid; expected an int")
+    if sample_weight_col is not None and not (isinstance(sample_weight_col, str)
+                                              and sample_weight_col):
+        raise ValueError(f"sample_weight_col {sample_weight_col!r} is invalid; expected a column "
+                         "name or None")
+
+
+def _roles(features: list[str], labels: list[str], weight: str | None) -> dict[str, str]:
+    """Each written column (once, in feature, label, weight order) and what it is used for."""
+    roles: dict[str, str] = {}
+    for name, role in [(f, "feature") for f in features] + [(lb, "label") for lb in labels] + (
+            [(weight, "sample weight")] if weight else []):
+        roles[name] = f"{roles[name]}/{role}" if name in roles else role
+    return roles
+
+
+def _validation(df: DataFrame, validation: float | str | None, seed: int,
+                roles: dict[str, str]) -> _Validation | None:
+    if validation is None:
+        return None
+    if isinstance(validation, float) and 0.0 < validation < 1.0:
+        return _Validation(is_val=F.rand(seed) < validation, column=None)
+    if isinstance(validation, str):
+        fields = {f.name: f.dataType for f in df.schema.fields}
+        if validation not in fields:
+            raise ValueError(f"validation column {validation!r} not found; available columns: "
+                             f"{', '.join(fields)}")
+        if validation in roles:
+            raise ValueError(f"validation column {validation!r} is also a {roles[validation]} "
+                             "column; expected a separate column that marks validation rows")
+        data_type = fields[validation]
+        if isinstance(data_type, T.BooleanType):
+            return _Validation(is_val=df[validation], column=validation)
+        if isinstance(data_type, _INTEGRAL):
+            return _Validation(is_val=df[validation] != 0, column=validation)
+        raise ValueError(f"validation column {validation!r} has type {data_type.simpleString()}; "
+                         "expected boolean or integer")
+    raise ValueError(f"validation {validation!r} is invalid; expected None, a fraction in (0, 1) "
+                     "or the name of a boolean/integer column")

@@ -1,0 +1,263 @@
+"""KerasEstimator and KerasModel: distributed Keras training and batch inference as Spark ML stages."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import cloudpickle
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.sql import DataFrame
+
+from sparkdl.estimators import validation as check
+from sparkdl.estimators.params import TrainingParams, _param, with_accessors
+from sparkdl.estimators.persistence import BlobParamsReader, BlobParamsWriter
+from sparkdl.estimators.progress import EpochReporter
+from sparkdl.estimators.transform import predict_dataframe
+
+log = logging.getLogger(__name__)
+
+
+class KerasParams(TrainingParams):
+    """Keras-specific params: the model and how to compile it."""
+
+    model = _param("model", "the tf.keras.Model to train (built: input shapes known)")
+    optimizer = _param("optimizer", "tf.keras optimizer instance or name (default: the model's "
+                       "own when compiled); its learning rate is scaled by num_proc while training")
+    loss = _param("loss", "Keras loss: name, function, Loss instance, or a list/dict per output "
+                  "(default: the compiled model's)")
+    loss_weights = _param("loss_weights", "per-output loss weights (list or dict)")
+    metrics = _param("metrics", "Keras metrics (names, functions, or per-output list/dict)")
+    callbacks = _param("callbacks", "extra Keras callbacks run on every rank")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(model=None, optimizer=None, loss=None, loss_weights=None, metrics=None,
+                         callbacks=[])
+
+
+@with_accessors
+class KerasEstimator(Estimator, KerasParams, MLWritable, MLReadable):
+    """Trains a Keras model with Horovod on `num_proc` barrier-mode Spark tasks; fit returns a
+    KerasModel."""
+
+    @keyword_only
+    def __init__(self, *, model: Any = None, optimizer: Any = None, loss: Any = None,
+                 loss_weights: Any = None, metrics: Any = None, custom_objects: Any = None,
+                 feature_cols: Any = None, label_cols: Any = None, sample_weight_col: Any = None,
+                 validation: Any = None, callbacks: Any = None, batch_size: Any = None,
+                 val_batch_size: Any = None, epochs: Any = None,
+                 train_steps_per_epoch: Any = None, validation_steps_per_epoch: Any = None,
+                 shuffle: Any = None, random_seed: Any = None, store: Any = None,
+                 run_id: Any = None, num_proc: Any = None, verbose: Any = None,
+                 output_cols: Any = None) -> None:
+        super().__init__()
+        self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+
+    @keyword_only
+    def setParams(self, **kwargs: Any) -> KerasEstimator:
+        """Set any of the constructor's params by keyword."""
+        return self._set(**self._input_kwargs)
+
+    def _fit(self, df: DataFrame) -> KerasModel:
+        from sparkdl.data.materialize import materialize
+        from sparkdl.launch import run
+        from sparkdl.launch.driver import available_slots, check_num_proc
+        from sparkdl.train.keras_worker import train_keras
+
+        plan = _FitPlan(self, df)
+        num_proc = check_num_proc(self.getNumProc(), available_slots(
+            df.sparkSession.sparkContext, self.getNumProc()))
+        meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
+                           sample_weight_col=self.getSampleWeightCol(),
+                           validation=self.getValidation(), num_proc=num_proc,
+                           seed=plan.seed)
+        check.check_input_shapes(plan.model, plan.feature_cols, meta.columns)
+        run_id = self.getRunId() or _new_run_id()
+        log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
+                 num_proc, meta.train_rows, meta.val_rows)
+        reporter = EpochReporter(self.getVerbose())
+        results = run(train_keras, num_proc=num_proc, args=(plan.spec(meta, run_id),),
+                      on_message=reporter)
+        out = results[0]
+        model = KerasModel()._trained(out["model"], out["history"], run_id, self.getCustomObjects())
+        return self._copyValues(model)
+
+    # persistence: JSON params as metadata, the rest (model, optimizer, ...) as blobs
+    def write(self) -> BlobParamsWriter:
+        return BlobParamsWriter(self)
+
+    @classmethod
+    def read(cls) -> BlobParamsReader:
+        return BlobParamsReader(cls)
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {}
+
+    def _blobs(self) -> dict[str, bytes]:
+        from sparkdl.train.serialize import model_to_bytes
+
+        blobs = {"objects.pkl": cloudpickle.dumps(
+            {p.name: v for p, v in self._paramMap.items() if p.name != "model"})}
+        if self.isSet(self.model):
+            blobs["model.keras"] = model_to_bytes(self.getModel())
+        return blobs
+
+    def _restore(self, blobs: dict[str, bytes], metadata: dict[str, Any]) -> None:
+        from sparkdl.train.serialize import model_from_bytes
+
+        self._set(**cloudpickle.loads(blobs["objects.pkl"]))
+        if "model.keras" in blobs:
+            self._set(model=model_from_bytes(blobs["model.keras"], self.getCustomObjects()))
+
+
+class _FitPlan:
+    """The estimator's params checked against the DataFrame and the model, before any job."""
+
+    def __init__(self, est: KerasEstimator, df: DataFrame) -> None:
+        from sparkdl.data.schema import inspect_columns
+        from sparkdl.train.serialize import optimizer_config
+
+        self.est = est
+        self.model = check.check_model(est.getModel())
+        cols = df.columns
+        self.feature_cols = check.check_columns("feature_cols", est.getOrDefault("feature_cols")
+                                                if est.isDefined("feature_cols") else None,
+                                                cols, len(self.model.inputs), "input")
+        self.label_cols = check.check_columns("label_cols", est.getOrDefault("label_cols")
+                                              if est.isDefined("label_cols") else None,
+                                              cols, len(self.model.outputs), "output")
+        weight = est.getSampleWeightCol()
+        if weight is not None:
+            check.check_columns("sample_weight_col", [weight], cols, None, "sample weight")
+        check.check_validation(est.getValidation(), cols)
+        for name in ("epochs", "batch_size"):
+            check.check_positive(name, est.getOrDefault(name))
+        for name in ("val_batch_size", "train_steps_per_epoch", "validation_steps_per_epoch"):
+            check.check_positive(name, est.getOrDefault(name), optional=True)
+        num_proc = est.getNumProc()
+        if num_proc is not None:
+            check.check_positive("num_proc", num_proc)
+        self.store = check.check_store(est.getStore())
+        check.check_run_id(est.getRunId())
+        # one seed for every rank: the reader's shard assignment depends on it
+        self.seed = est.getRandomSeed()
+        if self.seed is None:
+            self.seed = random.randrange(2**31)
+        specs = inspect_columns(df, [*self.feature_cols, *self.label_cols,
+                                     *([weight] if weight else [])])
+        check.check_input_shapes(self.model, self.feature_cols, specs)
+        self.compile_args = self._compile_args()
+        optimizer = est.getOptimizer() or getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError("optimizer is not set and the model is not compiled; expected "
+                             "e.g. optimizer=tf.keras.optimizers.Adam(1e-3)")
+        try:
+            self.optimizer = optimizer_config(optimizer)
+        except ValueError as exc:
+            raise ValueError(f"optimizer {optimizer!r} is not a Keras optimizer: {exc}") from exc
+        for name in ("custom_objects", "callbacks"):
+            check.check_picklable(name, est.getOrDefault(name))
+
+    def _compile_args(self) -> dict[str, Any]:
+        est, model = self.est, self.model
+        loss = est.getLoss()
+        if loss is None:
+            loss = getattr(model, "loss", None) if getattr(model, "compiled_loss", None) else None
+        if loss is None:
+            raise ValueError("loss is not set and the model is not compiled with one; expected "
+                             "a Keras loss such as loss='mse'")
+        args = {"loss": loss, "loss_weights": est.getLossWeights(), "metrics": est.getMetrics()}
+        for name, value in args.items():
+            check.check_picklable(name, value)
+        return args
+
+    def spec(self, meta: Any, run_id: str) -> Any:
+        from sparkdl.train.keras_worker import KerasTrainSpec
+        from sparkdl.train.serialize import model_to_bytes
+
+        est = self.est
+        return KerasTrainSpec(
+            model=model_to_bytes(self.model), optimizer=self.optimizer,
+            compile_args=self.compile_args, custom_objects=est.getCustomObjects(),
+            callbacks=list(est.getCallbacks() or []), meta=meta, store=self.store, run_id=run_id,
+            epochs=est.getEpochs(), batch_size=est.getBatchSize(),
+            val_batch_size=est.getValBatchSize() or est.getBatchSize(),
+            train_steps=est.getTrainStepsPerEpoch(), val_steps=est.getValidationStepsPerEpoch(),
+            shuffle=est.getShuffle(), seed=self.seed, verbose=est.getVerbose())
+
+
+def _new_run_id() -> str:
+    return f"run_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+
+
+@with_accessors
+class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
+    """A trained Keras model; transform appends its predictions, computed on the executors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._model_bytes: bytes | None = None
+        self._history: dict[str, list[float]] = {}
+        self._run_id: str | None = None
+        self._keras: Any = None
+
+    def _trained(self, model_bytes: bytes, history: dict[str, list[float]], run_id: str | None,
+                 custom_objects: dict[str, Any]) -> KerasModel:
+        self._model_bytes, self._history, self._run_id = model_bytes, history, run_id
+        self._set(custom_objects=custom_objects)
+        return self
+
+    def getModel(self) -> Any:
+        """The trained tf.keras.Model (compiled with the user's optimizer and its state)."""
+        if self._keras is None:
+            from sparkdl.train.serialize import model_from_bytes
+
+            self._keras = model_from_bytes(self._require_bytes(), self.getCustomObjects())
+        return self._keras
+
+    def getHistory(self) -> dict[str, list[float]]:
+        """Per-epoch metrics of the fit that made this model; 'epoch' holds 1-based epoch numbers."""
+        return {k: list(v) for k, v in self._history.items()}
+
+    def getRunId(self) -> str | None:
+        return self._run_id
+
+    def _require_bytes(self) -> bytes:
+        if self._model_bytes is None:
+            raise ValueError("this KerasModel holds no trained model; get one from "
+                             "KerasEstimator.fit or KerasModel.load")
+        return self._model_bytes
+
+    def _transform(self, df: DataFrame) -> DataFrame:
+        model = self.getModel()
+        return predict_dataframe(df, self._require_bytes(), _digest(self._require_bytes()), model,
+                                 self.getOrDefault("feature_cols"), self.resolved_output_cols(),
+                                 self.getBatchSize(), self.getCustomObjects())
+
+    def write(self) -> BlobParamsWriter:
+        return BlobParamsWriter(self)
+
+    @classmethod
+    def read(cls) -> BlobParamsReader:
+        return BlobParamsReader(cls)
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {"history": self._history, "run_id": self._run_id}
+
+    def _blobs(self) -> dict[str, bytes]:
+        return {"model.keras": self._require_bytes(),
+                "custom_objects.pkl": cloudpickle.dumps(self.getCustomObjects())}
+
+    def _restore(self, blobs: dict[str, bytes], metadata: dict[str, Any]) -> None:
+        self._trained(blobs["model.keras"], metadata.get("history", {}), metadata.get("run_id"),
+                      cloudpickle.loads(blobs["custom_objects.pkl"]))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]

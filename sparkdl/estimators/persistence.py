@@ -1,0 +1,58 @@
+"""MLWritable/MLReadable for stages holding Python objects: JSON params plus binary blobs.
+
+Metadata goes through pyspark's DefaultParamsWriter; objects that are not JSON (the Keras model,
+optimizer, custom objects) are written as a small Parquet table of named blobs, so any path Spark
+can write (local, hdfs://, dbfs:/, s3a://) works.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
+from pyspark.sql import SparkSession
+
+BLOBS = "blobs"
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class BlobParamsWriter(MLWriter):
+    """Writes the instance's JSON-able params as metadata and `instance._blobs()` as Parquet."""
+
+    def __init__(self, instance: Any) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path: str) -> None:
+        params = {p.name: v for p, v in self.instance._paramMap.items() if _jsonable(v)}
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession,
+                                         extraMetadata=self.instance._extra_metadata(),
+                                         paramMap=params)
+        rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]
+        (self.sparkSession.createDataFrame(rows, "name string, data binary").coalesce(1)
+         .write.parquet(f"{path}/{BLOBS}"))
+
+
+class BlobParamsReader(MLReader):
+    """Reads what BlobParamsWriter wrote into a new instance of `cls`."""
+
+    def __init__(self, cls: type) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str) -> Any:
+        spark = SparkSession.active()
+        metadata = DefaultParamsReader.loadMetadata(path, spark.sparkContext)
+        instance = self.cls()
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        instance._resetUid(metadata["uid"])
+        blobs = {r["name"]: bytes(r["data"]) for r in spark.read.parquet(f"{path}/{BLOBS}").collect()}
+        instance._restore(blobs, metadata)
+        return instance

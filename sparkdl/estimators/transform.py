@@ -1,0 +1,62 @@
+"""Driver side of KerasModel.transform: typed input columns, a mapInArrow over the executors."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from sparkdl.estimators import validation as check
+from sparkdl.train.predict import PredictSpec, make_predict_fn
+
+_TMP = "__sparkdl_input_{}"
+
+
+def predict_dataframe(df: DataFrame, model_bytes: bytes, model_key: str, model: Any,
+                      feature_cols: Sequence[str], output_cols: Sequence[str], batch_size: int,
+                      custom_objects: dict[str, Any]) -> DataFrame:
+    """`df` with one prediction column per model output appended; input columns kept as they are."""
+    check.check_columns("feature_cols", feature_cols, df.columns, len(model.inputs), "input")
+    if len(output_cols) != len(model.outputs):
+        raise ValueError(f"output_cols has {len(output_cols)} name(s) {list(output_cols)} but the "
+                         f"model has {len(model.outputs)} output(s)")
+    clash = [c for c in output_cols if c in df.columns]
+    if clash:
+        raise ValueError(f"output column {clash[0]!r} already exists in the DataFrame; expected "
+                         "new names (set output_cols)")
+    prepared = df
+    for i, col in enumerate(feature_cols):
+        prepared = prepared.withColumn(_TMP.format(i), _as_float32(df, col))
+    scalar = [math.prod(d or 1 for d in out.shape[1:]) == 1 for out in model.outputs]
+    spec = PredictSpec(model_key=model_key,
+                       input_cols=[_TMP.format(i) for i in range(len(feature_cols))],
+                       input_shapes=[tuple(t.shape[1:]) for t in model.inputs],
+                       output_cols=list(output_cols), scalar_outputs=scalar, batch_size=batch_size)
+    schema = T.StructType(prepared.schema.fields + [
+        T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
+        for c, s in zip(output_cols, scalar)])
+    broadcast = df.sparkSession.sparkContext.broadcast(model_bytes)
+    fn = make_predict_fn(spec, broadcast, custom_objects)
+    return prepared.mapInArrow(fn, schema).drop(*spec.input_cols)
+
+
+def _as_float32(df: DataFrame, col: str) -> Any:
+    """A float32 array (vectors, arrays, nested arrays flattened) or float32 scalar column."""
+    from pyspark.sql import functions as F
+
+    data_type = df.schema[col].dataType
+    if isinstance(data_type, VectorUDT):
+        return vector_to_array(df[col], "float32")
+    column, depth = df[col], 0
+    while isinstance(data_type, T.ArrayType):
+        data_type, depth = data_type.elementType, depth + 1
+    if not isinstance(data_type, T.NumericType | T.BooleanType):
+        raise TypeError(f"feature column {col!r} has type {df.schema[col].dataType.simpleString()};"
+                        " expected numeric scalars, arrays or ML vectors")
+    for _ in range(depth - 1):
+        column = F.flatten(column)
+    return column.cast(T.ArrayType(T.FloatType()) if depth else T.FloatType())

@@ -1,0 +1,111 @@
+"""Driver-side checks of a KerasEstimator's params against the DataFrame and the model.
+
+Everything here runs before any Spark job; each error names the param or column, the value, and
+what was expected.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+import tensorflow as tf
+
+from sparkdl.data.meta import ColumnSpec
+from sparkdl.store import Store
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_model(model: Any) -> tf.keras.Model:
+    if not isinstance(model, tf.keras.Model):
+        raise TypeError(f"model must be a tf.keras.Model; got {type(model).__name__}")
+    try:
+        model.inputs  # noqa: B018 - raises for a subclassed model that was never built
+    except AttributeError as exc:
+        raise ValueError("model is not built; give it an Input layer or call model.build(shape) "
+                         "so its input shapes are known") from exc
+    if not model.inputs:
+        raise ValueError("model is not built; give it an Input layer or call model.build(shape) "
+                         "so its input shapes are known")
+    return model
+
+
+def check_columns(param: str, cols: Sequence[str] | None, available: Sequence[str],
+                  expected: int | None, what: str) -> list[str]:
+    """`cols` exist in the DataFrame and (when `expected` is given) match the model's count."""
+    if not cols:
+        raise ValueError(f"{param} is empty; expected {expected or 'one or more'} column name(s), "
+                         f"one per model {what}")
+    missing = [c for c in cols if c not in available]
+    if missing:
+        raise ValueError(f"{param}: column {missing[0]!r} not found; available columns: "
+                         f"{', '.join(available)}")
+    if expected is not None and len(cols) != expected:
+        raise ValueError(f"{param} has {len(cols)} column(s) {list(cols)} but the model has "
+                         f"{expected} {what}(s); expected one column per model {what}")
+    return list(cols)
+
+
+def check_input_shapes(model: tf.keras.Model, feature_cols: Sequence[str],
+                       specs: Mapping[str, ColumnSpec]) -> None:
+    """Each feature column's per-row size fits its model input (reshaping allowed)."""
+    for col, tensor in zip(feature_cols, model.inputs):
+        shape = tuple(tensor.shape[1:])
+        spec = specs[col]
+        if any(d is None for d in spec.shape) or any(d is None for d in shape):
+            continue  # size known only after materialisation, or a free model dimension
+        have = math.prod(spec.shape)
+        want = math.prod(shape)
+        if have != want:
+            raise ValueError(
+                f"feature column {col!r} has {have} value(s) per row (shape {spec.shape}) but "
+                f"model input {tensor.name!r} expects shape {shape} ({want} value(s) per row)")
+
+
+def check_positive(param: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{param} must be a positive integer; got {value!r}")
+
+
+def check_validation(value: Any, available: Sequence[str]) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        if value not in available:
+            raise ValueError(f"validation column {value!r} not found; available columns: "
+                             f"{', '.join(available)}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"validation must be a fraction in (0, 1) or a column name; "
+                         f"got {value!r}")
+
+
+def check_store(store: Any) -> Store:
+    if store is None:
+        raise ValueError("store is not set; expected a sparkdl.Store, e.g. "
+                         "KerasEstimator(store=Store.create('/tmp/sparkdl'))")
+    if not isinstance(store, Store):
+        raise TypeError(f"store must be a sparkdl.Store (Store.create(url)); "
+                        f"got {type(store).__name__}")
+    return store
+
+
+def check_run_id(run_id: Any) -> None:
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise ValueError(f"run_id {run_id!r} is invalid; expected letters, digits, '_', '.', '-' "
+                         "(at most 128 characters)")
+
+
+def check_picklable(param: str, value: Any) -> None:
+    """Ranks receive `value` pickled; fail here, naming the param, when it cannot be."""
+    try:
+        cloudpickle.dumps(value)
+    except Exception as exc:
+        raise TypeError(f"{param} cannot be pickled to send to the executors ({exc}); expected "
+                        "picklable objects (classes/functions defined at module level or in "
+                        "the driver script)") from exc

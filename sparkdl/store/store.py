@@ -1,0 +1,252 @@
+"""Store: one root for intermediate data, run directories and saved models, on any filesystem.
+
+Layout: ``<root>/data/<key>/{train,val}``, ``<root>/runs/<run_id>/{checkpoints,logs}``,
+``<root>/models/<name>``. A Store is picklable and builds its fsspec filesystem lazily, so it
+works on executors without a SparkSession.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import uuid
+from typing import IO, Any
+
+import fsspec
+
+from sparkdl.store.location import Location, dbfs_fuse_path, local_path_of, parse_location
+
+logger = logging.getLogger(__name__)
+
+# Top-level folders the store creates and is therefore allowed to delete from.
+MANAGED_AREAS = ("data", "runs", "models")
+# Hadoop's S3 connector only speaks s3a://; fsspec (s3fs) accepts both.
+_SPARK_SCHEMES = {"s3": "s3a"}
+
+
+class Store:
+    """A place for data, runs and models; create with ``Store.create(url)``."""
+
+    def __init__(self, location: Location, storage_options: dict[str, Any] | None = None):
+        self._location = location
+        self.storage_options = dict(storage_options or {})
+        self._fs: fsspec.AbstractFileSystem | None = None
+
+    @staticmethod
+    def create(url: str, storage_options: dict[str, Any] | None = None) -> Store:
+        """A Store rooted at `url` (local path, file://, dbfs:/ or any fsspec URL)."""
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise ValueError(f"storage_options {storage_options!r} is not a dict; expected a dict of "
+                             "fsspec filesystem options or None")
+        return Store(parse_location(url), storage_options)
+
+    @property
+    def url(self) -> str:
+        """Normalised root URL (file:///abs for local paths, dbfs:/path, or the fsspec URL)."""
+        return self._location.url
+
+    @property
+    def root(self) -> str:
+        """Root in the filesystem's own terms: an absolute local path or an fsspec URL."""
+        return self._location.root
+
+    # ---- layout -------------------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        """`parts` joined under the root; usable with every method of this store."""
+        for part in parts:
+            if not isinstance(part, str) or not part.strip("/") or ".." in part.split("/"):
+                raise ValueError(f"store path part {part!r} is invalid; expected a non-empty "
+                                 "relative name without '..'")
+        return "/".join([self.root.rstrip("/")] + [p.strip("/") for p in parts])
+
+    def data_dir(self, key: str) -> str:
+        return self.path("data", key)
+
+    def run_dir(self, run_id: str) -> str:
+        return self.path("runs", run_id)
+
+    def checkpoint_dir(self, run_id: str) -> str:
+        return self.path("runs", run_id, "checkpoints")
+
+    def logs_dir(self, run_id: str) -> str:
+        return self.path("runs", run_id, "logs")
+
+    def model_dir(self, name: str) -> str:
+        return self.path("models", name)
+
+    # ---- URLs for other readers/writers ---------------------------------------------------
+
+    def spark_url(self, path: str) -> str:
+        """URL for Spark's readers/writers: file:///abs for local and dbfs stores."""
+        native = self._native(path)
+        if self._location.is_local:
+            return "file://" + native
+        scheme, rest = native.split("://", 1)
+        return f"{_SPARK_SCHEMES.get(scheme, scheme)}://{rest}"
+
+    def petastorm_url(self, path: str) -> str:
+        """URL for petastorm.make_batch_reader (pass `storage_options` alongside)."""
+        native = self._native(path)
+        return "file://" + native if self._location.is_local else native
+
+    def local_path(self, path: str) -> str | None:
+        """A local filesystem path when the store is local (or the dbfs FUSE mount), else None."""
+        return self._native(path) if self._location.is_local else None
+
+    # ---- file operations -------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        return self._filesystem().exists(self._native(path))
+
+    def makedirs(self, path: str) -> None:
+        self._filesystem().makedirs(self._native(path), exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        """Sorted base names of the entries of a directory; [] when it does not exist."""
+        fs, target = self._filesystem(), self._native(path)
+        if not fs.isdir(target):
+            return []
+        return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(target, detail=False))
+
+    def open(self, path: str, mode: str = "rb") -> IO[bytes]:
+        return self._filesystem().open(self._native(path), mode)
+
+    def size(self, path: str) -> int:
+        return int(self._filesystem().size(self._native(path)))
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._filesystem().cat_file(self._native(path))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a file atomically: readers see the old content or the new, never a partial file."""
+        fs, target = self._filesystem(), self._native(path)
+        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = _temp_sibling(target)
+        try:
+            with fs.open(tmp, "wb") as f:
+                f.write(data)
+            fs.mv(tmp, target)
+        except BaseException:
+            self._remove_quietly(tmp)
+            raise
+
+    def put_dir(self, local_dir: str, path: str) -> None:
+        """Copy a local directory into the store under a temporary name, then rename it to `path`."""
+        if not os.path.isdir(local_dir):
+            raise ValueError(f"local_dir {local_dir!r} is not a directory; expected an existing "
+                             "local directory to copy into the store")
+        fs, target = self._filesystem(), self._native(path)
+        tmp = _temp_sibling(target)
+        try:
+            fs.makedirs(tmp, exist_ok=True)
+            fs.put(local_dir.rstrip("/") + "/", tmp, recursive=True)
+            self._replace_dir(tmp, target)
+        except BaseException:
+            self._remove_quietly(tmp)
+            raise
+
+    def get_dir(self, path: str, local_dir: str) -> None:
+        """Copy a store directory's content into `local_dir` (created when missing)."""
+        fs, source = self._filesystem(), self._native(path)
+        if not fs.isdir(source):
+            raise FileNotFoundError(f"store path {path!r} is not a directory")
+        os.makedirs(local_dir, exist_ok=True)
+        fs.get(source.rstrip("/") + "/", local_dir, recursive=True)
+
+    def move(self, source: str, target: str) -> None:
+        """Rename `source` to `target` within the store; `target` must not exist."""
+        fs, src, dst = self._filesystem(), self._native(source), self._native(target)
+        if fs.exists(dst):
+            raise FileExistsError(f"cannot move {source!r} to {target!r}: the target exists")
+        fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+        fs.mv(src, dst, recursive=True)
+
+    def delete(self, path: str) -> None:
+        """Delete recursively; only paths strictly under <root>/data, /runs or /models."""
+        target = self._managed(path)
+        fs = self._filesystem()
+        if fs.exists(target):
+            logger.debug("deleting %s", target)
+            fs.rm(target, recursive=True)
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _filesystem(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            self._fs = fsspec.filesystem(self._location.protocol, **self.storage_options)
+        return self._fs
+
+    def _native(self, path: str) -> str:
+        """`path` (store path or URL of this store's filesystem) in the filesystem's own terms."""
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"store path {path!r} is invalid; expected a non-empty string")
+        if self._location.is_local:
+            if path.startswith("file:"):
+                return local_path_of(path)
+            if path.startswith("dbfs:"):
+                return dbfs_fuse_path(path)
+            if not path.startswith("/"):
+                raise ValueError(f"store path {path!r} is not absolute; expected a path from "
+                                 f"Store.path() or a file:// URL")
+            return path
+        if not path.startswith(self._location.protocol + "://"):
+            raise ValueError(f"store path {path!r} is not on this store's filesystem; expected a "
+                             f"URL starting with {self._location.protocol}://")
+        return path
+
+    def _managed(self, path: str) -> str:
+        target = _normalise(self._native(path))
+        for area in MANAGED_AREAS:
+            prefix = self.path(area) + "/"
+            if target.startswith(prefix) and len(target) > len(prefix):
+                return target
+        areas = ", ".join(self.path(a) for a in MANAGED_AREAS)
+        raise ValueError(f"refusing to delete {path!r}: the store only deletes what it creates, "
+                         f"i.e. paths strictly under {areas}")
+
+    def _replace_dir(self, tmp: str, target: str) -> None:
+        """Rename `tmp` to `target`; an existing `target` is renamed aside first, then removed."""
+        fs = self._filesystem()
+        if not fs.exists(target):
+            fs.mv(tmp, target, recursive=True)
+            return
+        old = _temp_sibling(target)
+        fs.mv(target, old, recursive=True)
+        fs.mv(tmp, target, recursive=True)
+        fs.rm(old, recursive=True)
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            fs = self._filesystem()
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        except OSError:
+            logger.warning("could not remove temporary %s", path, exc_info=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The filesystem holds connections/threads; executors rebuild it lazily.
+        return {**self.__dict__, "_fs": None}
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Store) and other.url == self.url
+                and other.storage_options == self.storage_options)
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+
+def _temp_sibling(target: str) -> str:
+    """A hidden, unique name next to `target` (same directory, so a rename stays on one volume)."""
+    parent, name = posixpath.split(target.rstrip("/"))
+    return f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def _normalise(native: str) -> str:
+    if "://" not in native:
+        return posixpath.normpath(native)
+    scheme, body = native.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(body)}"

@@ -1,0 +1,73 @@
+"""Per-epoch checkpoints of a run in its Store: weights, optimizer state and history so far.
+
+Each checkpoint is one file written atomically (temp name, then rename), so a crash mid-write
+never leaves a file that resume would load.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import tensorflow as tf
+
+from sparkdl.store import Store
+
+_NAME = re.compile(r"^epoch-(\d{5})\.ckpt$")
+KEEP = 2  # checkpoints kept per run; older ones are deleted after a newer one is written
+
+
+@dataclass
+class Checkpoint:
+    """State after `epoch` completed epochs (1-based count)."""
+
+    epoch: int
+    weights: list[Any]
+    optimizer: list[Any]
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def save_checkpoint(store: Store, run_id: str, ckpt: Checkpoint) -> str:
+    directory = store.checkpoint_dir(run_id)
+    path = f"{directory}/epoch-{ckpt.epoch:05d}.ckpt"
+    store.write_bytes(path, pickle.dumps(ckpt, protocol=pickle.HIGHEST_PROTOCOL))
+    for old in _epochs(store, run_id)[:-KEEP]:
+        store.delete(f"{directory}/epoch-{old:05d}.ckpt")
+    return path
+
+
+def load_latest_checkpoint(store: Store, run_id: str) -> Checkpoint | None:
+    """The checkpoint of the last completed epoch of `run_id`, or None for a new run."""
+    epochs = _epochs(store, run_id)
+    if not epochs:
+        return None
+    data = store.read_bytes(f"{store.checkpoint_dir(run_id)}/epoch-{epochs[-1]:05d}.ckpt")
+    return pickle.loads(data)
+
+
+def _epochs(store: Store, run_id: str) -> list[int]:
+    names = store.listdir(store.checkpoint_dir(run_id))
+    return sorted(int(m.group(1)) for m in map(_NAME.match, names) if m)
+
+
+def capture(model: tf.keras.Model, epoch: int, history: dict[str, list[float]]) -> Checkpoint:
+    return Checkpoint(epoch=epoch, weights=model.get_weights(),
+                      optimizer=[v.numpy() for v in model.optimizer.variables],
+                      history={k: list(v) for k, v in history.items()})
+
+
+def restore(model: tf.keras.Model, ckpt: Checkpoint) -> None:
+    """Load weights and optimizer state into a compiled model."""
+    model.set_weights(ckpt.weights)
+    copy_optimizer_state(model.optimizer, ckpt.optimizer, model.trainable_variables)
+
+
+def copy_optimizer_state(optimizer: Any, values: list[Any], trainable: list[Any]) -> None:
+    """Build `optimizer` for `trainable` and assign its variables (step count, slots) in order."""
+    optimizer.build(trainable)
+    if len(optimizer.variables) != len(values):
+        raise ValueError(f"checkpoint has {len(values)} optimizer variables; the optimizer has "
+                         f"{len(optimizer.variables)}: was the model or optimizer changed?")
+    for var, value in zip(optimizer.variables, values):
+        var.assign(value)

@@ -1,0 +1,140 @@
+"""The training loop each Horovod rank runs: rebuild the model, read the shard, fit, checkpoint.
+
+Runs in the rank's child process (no SparkSession). Rank 0 returns the trained model and history.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+from sparkdl.data.meta import DatasetMeta
+from sparkdl.store import Store
+
+
+@dataclass
+class KerasTrainSpec:
+    """Everything a rank needs, prepared and checked on the driver."""
+
+    model: bytes  # `.keras` bytes of the user's (possibly uncompiled) model
+    optimizer: dict[str, Any]  # optimizer_config of the user's optimizer, learning rate unscaled
+    compile_args: dict[str, Any]  # loss, loss_weights, metrics
+    custom_objects: dict[str, Any]
+    callbacks: list[Any]
+    meta: DatasetMeta
+    store: Store
+    run_id: str
+    epochs: int
+    batch_size: int
+    val_batch_size: int
+    train_steps: int | None
+    val_steps: int | None
+    shuffle: bool
+    seed: int  # the same on every rank: shard assignment and shuffling depend on it
+    verbose: int
+
+
+def steps_for(rows: int, batch_size: int, size: int) -> int:
+    """Steps per epoch so that every rank runs the same number and the epoch covers all rows."""
+    return max(1, math.ceil(rows / (batch_size * size)))
+
+
+def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
+    import horovod.tensorflow.keras as hvd
+    import tensorflow as tf
+
+    hvd.init()
+    tf.config.threading.set_intra_op_parallelism_threads(
+        max(1, (os.cpu_count() or 1) // hvd.local_size()))
+    tf.keras.utils.set_random_seed(spec.seed + hvd.rank())
+
+    from sparkdl.train.callbacks import CheckpointCallback, ProgressCallback
+    from sparkdl.train.checkpoint import copy_optimizer_state, load_latest_checkpoint, restore
+    from sparkdl.train.serialize import model_from_bytes, model_to_bytes, optimizer_from_config
+
+    model = model_from_bytes(spec.model, spec.custom_objects, compile=False)
+    optimizer = hvd.DistributedOptimizer(
+        optimizer_from_config(spec.optimizer, hvd.size(), spec.custom_objects))
+    model.compile(optimizer=optimizer, **spec.compile_args)
+
+    ckpt = load_latest_checkpoint(spec.store, spec.run_id)
+    initial_epoch, run_history = 0, {}
+    if ckpt is not None:
+        restore(model, ckpt)
+        initial_epoch, run_history = ckpt.epoch, ckpt.history
+
+    train_ds, val_ds = _datasets(spec, model, hvd.rank(), hvd.size())
+    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+                 hvd.callbacks.MetricAverageCallback(), *spec.callbacks]
+    logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if hvd.rank() == 0 else ""
+    if hvd.rank() == 0:
+        callbacks += [CheckpointCallback(spec.store, spec.run_id, run_history),
+                      ProgressCallback(spec.epochs),
+                      tf.keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0)]
+    meta = spec.meta
+    t0 = time.monotonic()
+    history = model.fit(
+        train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
+        steps_per_epoch=spec.train_steps or steps_for(meta.train_rows, spec.batch_size, hvd.size()),
+        validation_data=val_ds,
+        validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size, hvd.size())
+                          ) if val_ds is not None else None,
+        callbacks=callbacks, verbose=2 if spec.verbose >= 2 and hvd.rank() == 0 else 0)
+    fit_seconds = time.monotonic() - t0
+    if hvd.rank() != 0:
+        return None
+    spec.store.put_dir(logs_dir, spec.store.logs_dir(spec.run_id))
+    # The returned model carries a plain optimizer with the user's learning rate and the state
+    # training reached, so it can be saved, loaded and trained further anywhere.
+    plain = optimizer_from_config(spec.optimizer, 1.0, spec.custom_objects)
+    copy_optimizer_state(plain, [v.numpy() for v in model.optimizer.variables],
+                         model.trainable_variables)
+    model.compile(optimizer=plain, **spec.compile_args)
+    fit_history = {k: [float(x) for x in v] for k, v in history.history.items()}
+    fit_history["epoch"] = [e + 1 for e in history.epoch]
+    return {"model": model_to_bytes(model), "history": fit_history,
+            "initial_epoch": initial_epoch, "fit_seconds": fit_seconds}
+
+
+def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[Any, Any]:
+    """The rank's train shard and val shard (or None) as tf.data, features shaped for the model."""
+    from sparkdl.data.reader import open_shard_dataset
+
+    meta, store = spec.meta, spec.store
+    train = open_shard_dataset(store.petastorm_url(meta.train_path), rank, size, spec.batch_size,
+                               meta=meta, shuffle=spec.shuffle, seed=spec.seed)
+    val = None
+    if meta.val is not None and meta.val_rows > 0:
+        val = open_shard_dataset(store.petastorm_url(meta.val_path), rank, size,
+                                 spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed)
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    stored = [meta.columns[c].shape for c in meta.feature_cols]
+    if all(_same(a, b) for a, b in zip(shapes, stored)):
+        return train, val
+    reshape = _reshaper(shapes, len(meta.feature_cols) == 1)
+    return train.map(reshape), (val.map(reshape) if val is not None else None)
+
+
+def _same(model_shape: tuple, stored: tuple) -> bool:
+    return len(model_shape) == len(stored) and all(
+        m is None or m == s for m, s in zip(model_shape, stored))
+
+
+def _reshaper(shapes: list[tuple], single: bool) -> Any:
+    import tensorflow as tf
+
+    def fix(shape: tuple, x: Any) -> Any:
+        return tf.reshape(x, (-1, *[-1 if d is None else d for d in shape]))
+
+    def reshape(features: Any, *rest: Any) -> Any:
+        if single:
+            return (fix(shapes[0], features), *rest)
+        return (tuple(fix(s, x) for s, x in zip(shapes, features)), *rest)
+
+    return reshape
+
+

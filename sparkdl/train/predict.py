@@ -1,0 +1,96 @@
+"""Batch inference on executors: Arrow record batches in, the same batches plus outputs out.
+
+Used through `DataFrame.mapInArrow`; the model is loaded once per Python worker and features are
+read from Arrow buffers without per-row Python work.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+_models: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PredictSpec:
+    """What the inference function needs; the model bytes travel as a Spark broadcast."""
+
+    model_key: str  # digest of the model bytes: the per-worker cache key
+    input_cols: Sequence[str]  # float32 array or scalar columns, one per model input
+    input_shapes: Sequence[tuple]  # per-row shapes the model expects (None for free dims)
+    output_cols: Sequence[str]
+    scalar_outputs: Sequence[bool]  # one value per row (float column) or an array column
+    batch_size: int
+
+
+def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: dict[str, Any]
+                    ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function; `model_bytes` is a Broadcast of the `.keras` bytes."""
+
+    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        model = _load(spec.model_key, model_bytes, custom_objects)
+        for batch in batches:
+            yield _predict_batch(model, spec, batch)
+
+    return predict
+
+
+def _load(key: str, model_bytes: Any, custom_objects: dict[str, Any]) -> Any:
+    with _lock:
+        if key not in _models:
+            import tensorflow as tf
+
+            try:  # one thread per task: Spark runs one Python worker per task slot
+                tf.config.threading.set_intra_op_parallelism_threads(1)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                pass  # TensorFlow already initialised in this worker
+            from sparkdl.train.serialize import model_from_bytes
+
+            _models.clear()  # one model per worker: a new fit's model replaces the old
+            _models[key] = model_from_bytes(model_bytes.value, custom_objects, compile=False)
+        return _models[key]
+
+
+def _column_array(column: pa.Array, shape: tuple) -> np.ndarray:
+    n = len(column)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        values = column.flatten().to_numpy(zero_copy_only=False)
+    else:
+        values = column.to_numpy(zero_copy_only=False)
+    dims = [-1 if d is None else d for d in shape]
+    return np.asarray(values, dtype=np.float32).reshape(n, *dims)
+
+
+def _predict_batch(model: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa.RecordBatch:
+    n = batch.num_rows
+    if n == 0:
+        empty = [pa.array([], pa.float32()) if scalar else pa.array([], pa.list_(pa.float32()))
+                 for scalar in spec.scalar_outputs]
+        return pa.RecordBatch.from_arrays(list(batch.columns) + empty,
+                                          names=list(batch.schema.names) + list(spec.output_cols))
+    inputs = [_column_array(batch.column(c), s) for c, s in zip(spec.input_cols, spec.input_shapes)]
+    chunks = []
+    for start in range(0, n, spec.batch_size):
+        x = [a[start:start + spec.batch_size] for a in inputs]
+        out = model.predict_on_batch(x if len(x) > 1 else x[0])
+        chunks.append(out if isinstance(out, (list, tuple)) else [out])
+    outputs = [np.concatenate([c[j] for c in chunks]) if chunks else np.zeros((0,))
+               for j in range(len(spec.output_cols))]
+    arrays = [_to_arrow(o, n, scalar) for o, scalar in zip(outputs, spec.scalar_outputs)]
+    return pa.RecordBatch.from_arrays(list(batch.columns) + arrays,
+                                      names=list(batch.schema.names) + list(spec.output_cols))
+
+
+def _to_arrow(out: np.ndarray, n: int, scalar: bool) -> pa.Array:
+    flat = np.asarray(out, dtype=np.float32).reshape(n, -1)
+    if scalar:
+        return pa.array(flat[:, 0], type=pa.float32())
+    offsets = np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.reshape(-1), pa.float32()))
