@@ -50,6 +50,7 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     import tensorflow as tf
 
     _check_args(rank, size, batch_size, num_epochs, workers, shuffle_buffer_rows)
+    _check_shardable(path, size, meta)
     columns = _read_columns(meta)
     window = shuffle_buffer_rows or max(batch_size, SHUFFLE_BUFFER_BYTES // _row_bytes(columns))
     structure = _structure(meta)
@@ -190,6 +191,16 @@ def _read_columns(meta: DatasetMeta) -> list[ColumnSpec]:
         raise ValueError(f"dataset {meta.key!r} has no spec for column(s) {missing}; "
                          f"expected one of {sorted(meta.columns)}")
     return [meta.columns[n] for n in names]
+
+
+def _check_shardable(path: str, size: int, meta: DatasetMeta) -> None:
+    """Fail before reading when a known split has fewer row groups (the shard unit) than shards."""
+    for split in (meta.train, meta.val):
+        if split is not None and path.rstrip("/").endswith(split.path.rstrip("/")) \
+                and split.row_groups < size:
+            raise ValueError(f"size {size} is invalid for {path!r}: it has {split.row_groups} "
+                             f"Parquet row group(s); expected size <= {split.row_groups} "
+                             "(materialize with num_proc >= size)")
 
 
 def _row_bytes(columns: list[ColumnSpec]) -> int:

@@ -41,8 +41,8 @@ def parse_location(url: object) -> Location:
         root = _absolute(local_path_of(url) if scheme else os.path.expanduser(url))
         return Location(url=f"file://{root}", root=root, protocol="file")
     if scheme == "dbfs":
-        path = _url_path(url, "dbfs")
-        return Location(url=f"dbfs:{path}", root=_absolute(_DBFS_FUSE + path), protocol="file")
+        path = posixpath.normpath(_url_path(url, "dbfs"))
+        return Location(url=f"dbfs:{path}", root=dbfs_fuse_path(url), protocol="file")
     return _fsspec_location(url, scheme)
 
 
@@ -53,7 +53,8 @@ def local_path_of(url: str) -> str:
 
 def dbfs_fuse_path(url: str) -> str:
     """The /dbfs FUSE path of a dbfs:/ URL."""
-    return _absolute(_DBFS_FUSE + _url_path(url, "dbfs"))
+    path = posixpath.normpath(_url_path(url, "dbfs"))
+    return _DBFS_FUSE + (path if path != "/" else "")
 
 
 def _url_path(url: str, scheme: str) -> str:

@@ -1,0 +1,195 @@
+"""KerasEstimator / KerasModel on real Spark local[2] with 2 Horovod ranks over Gloo."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras_helpers import accuracy, mlp, no_spark_job, separable_df
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import functions as F
+
+from sparkdl import KerasEstimator, KerasModel, Store
+
+
+@pytest.fixture(scope="module")
+def data(spark):
+    df = separable_df(spark)
+    train, test = df.randomSplit([0.8, 0.2], seed=3)
+    return train.cache(), test.cache()
+
+
+def _estimator(store_root, **overrides):
+    params = dict(model=mlp(), optimizer=tf.keras.optimizers.Adam(1e-2),
+                  loss="binary_crossentropy", metrics=["accuracy"], feature_cols=["features"],
+                  label_cols=["label"], store=Store.create(store_root), num_proc=2,
+                  batch_size=64, epochs=4, random_seed=7, verbose=1)
+    params.update(overrides)
+    return KerasEstimator(**params)
+
+
+def test_pipeline_learns_predicts_saves_and_loads(spark, data, store_root, tmp_path, capsys):
+    train, test = data
+    assembler = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features")
+    pm = Pipeline(stages=[assembler, _estimator(store_root, validation=0.2)]).fit(train)
+
+    # progress reached the driver while training ran: one line per epoch with rank 0's metrics
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch ")]
+    assert [l.split(" - ")[0] for l in lines] == [f"Epoch {i}/4" for i in range(1, 5)]
+    assert all("val_loss" in l and "accuracy" in l for l in lines)
+
+    keras_model = pm.stages[-1]
+    history = keras_model.getHistory()
+    assert history["epoch"] == [1, 2, 3, 4]
+    assert history["loss"][-1] < history["loss"][0]
+    assert "val_accuracy" in history
+
+    out = pm.transform(test)
+    assert out.columns == test.columns + ["features", "label__output"]
+    assert dict(out.dtypes)["label__output"] == "float"
+    assert accuracy(out) > 0.9  # chance is about 0.5
+
+    path = str(tmp_path / "pm")
+    pm.write().overwrite().save(path)
+    loaded = PipelineModel.load(path)
+    before = out.orderBy("id").select("label__output").toPandas()["label__output"].to_numpy()
+    after = (loaded.transform(test).orderBy("id").select("label__output").toPandas()
+             ["label__output"].to_numpy())
+    np.testing.assert_allclose(after, before, rtol=1e-6)
+    assert loaded.stages[-1].getHistory() == history
+
+    # the returned Keras model carries the user's (unscaled) learning rate and is usable locally
+    model = keras_model.getModel()
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2)
+    x = np.array(test.orderBy("id").select("a", "b", "c", "d").collect(), dtype="float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0).ravel(), before, rtol=1e-4,
+                               atol=1e-5)
+
+    # rank 0 checkpointed every epoch and wrote TensorBoard logs into the store
+    store = Store.create(store_root)
+    run_id = keras_model.getRunId()
+    assert store.listdir(store.checkpoint_dir(run_id))[-1] == "epoch-00004.ckpt"
+    assert store.listdir(store.logs_dir(run_id))
+
+
+def test_multi_input_multi_output_model(spark, data, store_root):
+    train, test = data
+    df = train.withColumn("ab", F.array("a", "b")).withColumn("cd", array_to_vector(
+        F.array("c", "d"))).withColumn("neg", 1.0 - F.col("label"))
+    in1, in2 = tf.keras.Input((2,), name="ab"), tf.keras.Input((2,), name="cd")
+    hidden = tf.keras.layers.Dense(16, activation="relu")(tf.keras.layers.Concatenate()([in1, in2]))
+    out1 = tf.keras.layers.Dense(1, activation="sigmoid", name="pos")(hidden)
+    out2 = tf.keras.layers.Dense(2, activation="softmax", name="two")(hidden)
+    model = tf.keras.Model([in1, in2], [out1, out2])
+    est = _estimator(store_root, model=model, feature_cols=["ab", "cd"],
+                     label_cols=["label", "neg"], loss=["binary_crossentropy", "mse"],
+                     loss_weights=[1.0, 0.5], metrics=None, output_cols=["p", "both"], epochs=3)
+    fitted = est.fit(df)
+    out = fitted.transform(df.limit(200))
+    assert dict(out.dtypes)["p"] == "float" and dict(out.dtypes)["both"] == "array<float>"
+    row = out.select("both").first()["both"]
+    assert len(row) == 2 and sum(row) == pytest.approx(1.0, abs=1e-4)
+    assert accuracy(out, output="p") > 0.85
+    assert {"pos_loss", "two_loss"} <= set(fitted.getHistory())
+
+
+def test_sample_weights_change_the_result(spark, data, store_root):
+    train, _ = data
+    # weight 0 on every positive row: the model learns to predict negatives only
+    weighted = train.withColumn("w", F.when(F.col("label") > 0, 0.0).otherwise(1.0))
+    base = dict(feature_cols=["a", "b", "c", "d"], model=_four_input_model(), epochs=2)
+    plain = _estimator(store_root, **base).fit(weighted)
+    skewed = _estimator(store_root, sample_weight_col="w", **base).fit(weighted)
+    mean_plain = plain.transform(weighted).select(F.avg("label__output")).first()[0]
+    mean_skewed = skewed.transform(weighted).select(F.avg("label__output")).first()[0]
+    assert mean_skewed < 0.2 < mean_plain
+
+
+def _four_input_model():
+    tf.keras.utils.set_random_seed(2)
+    inputs = [tf.keras.Input((1,), name=n) for n in "abcd"]
+    hidden = tf.keras.layers.Dense(8, activation="relu")(tf.keras.layers.Concatenate()(inputs))
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
+
+
+def test_validation_by_column_reports_val_metrics(spark, data, store_root):
+    train, _ = data
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        train.withColumn("is_val", (F.col("id") % 5 == 0)))
+    fitted = _estimator(store_root, validation="is_val", epochs=2).fit(df)
+    history = fitted.getHistory()
+    assert len(history["val_loss"]) == 2 and len(history["val_accuracy"]) == 2
+
+
+def test_resume_continues_after_the_last_checkpoint(spark, data, store_root):
+    train, _ = data
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(train)
+    first = _estimator(store_root, run_id="resume-me", epochs=3).fit(df)
+    assert first.getHistory()["epoch"] == [1, 2, 3]
+    second = _estimator(store_root, run_id="resume-me", epochs=5).fit(df)
+    assert second.getHistory()["epoch"] == [4, 5]  # only the remaining epochs ran
+    # training went on from the checkpoint, not from scratch
+    assert second.getHistory()["loss"][0] < first.getHistory()["loss"][0]
+
+
+def test_cross_validator_over_epochs(spark, data, store_root):
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    train, _ = data
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        train.limit(800))
+    est = _estimator(store_root, verbose=0)
+    grid = ParamGridBuilder().addGrid(est.epochs, [1, 3]).build()
+    evaluator = RegressionEvaluator(labelCol="label", predictionCol="label__output",
+                                    metricName="rmse")
+    cv = CrossValidator(estimator=est, estimatorParamMaps=grid, evaluator=evaluator, numFolds=2,
+                        seed=1)
+    cv_model = cv.fit(df)
+    assert len(cv_model.avgMetrics) == 2
+    assert cv_model.avgMetrics[1] < cv_model.avgMetrics[0]  # 3 epochs beat 1
+    assert cv_model.bestModel.getEpochs() == 3
+
+
+def test_params_the_pyspark_way(store_root):
+    est = KerasEstimator(batch_size=16, feature_cols=["x"])
+    assert est.getBatchSize() == 16 and est.getEpochs() == 1
+    est.setEpochs(5).setLabelCols(["y"])
+    copied = est.copy({est.batch_size: 8})
+    assert copied.getBatchSize() == 8 and copied.getEpochs() == 5 and est.getBatchSize() == 16
+    assert "num_proc: number of Horovod ranks" in est.explainParams()
+    assert KerasModel().resolved_output_cols.__doc__
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (dict(feature_cols=["nope"]), ValueError, "feature_cols: column 'nope' not found"),
+    (dict(feature_cols=["features", "a"]), ValueError, "feature_cols has 2 column"),
+    (dict(label_cols=["label", "a"]), ValueError, "label_cols has 2 column"),
+    (dict(feature_cols=["pair"]), ValueError, "feature column 'pair' has 2 value"),
+    (dict(loss=None), ValueError, "loss is not set"),
+    (dict(epochs=0), ValueError, "epochs must be a positive integer; got 0"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer; got 0"),
+    (dict(num_proc=0), ValueError, "num_proc must be a positive integer; got 0"),
+    (dict(num_proc=8), ValueError, "num_proc=8 but the cluster has only 2 task slots"),
+    (dict(feature_cols=["name"]), ValueError, "column 'name' has type string"),
+    (dict(store=None), ValueError, "store is not set"),
+    (dict(store="/tmp/x"), TypeError, "store must be a sparkdl.Store"),
+    (dict(validation=1.5), ValueError, "validation must be a fraction in (0, 1)"),
+    (dict(model="not a model"), TypeError, "model must be a tf.keras.Model"),
+    (dict(run_id="../escape"), ValueError, "run_id '../escape' is invalid"),
+])
+def test_bad_input_fails_on_the_driver_before_any_job(spark, store_root, overrides, error,
+                                                      message):
+    df = spark.createDataFrame([(1.0, "x", [1.0, 2.0], 0.0)], ["a", "name", "ab", "label"])
+    df = VectorAssembler(inputCols=["a", "a", "a", "a"], outputCol="features").transform(df)
+    df = VectorAssembler(inputCols=["a", "a"], outputCol="pair").transform(df)
+    est = _estimator(store_root, **overrides)
+    with no_spark_job(spark), pytest.raises(error, match=_escape(message)):
+        est.fit(df)
+
+
+def _escape(text):
+    import re
+
+    return re.escape(text)
