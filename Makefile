@@ -14,10 +14,16 @@ test: venv
 	$(PY) -m pytest tests
 
 demo: venv
-	$(PY) examples/demo.py
+	$(PY) examples/digits_cnn.py
 
 bench: venv
 	$(PY) bench/run_all.py
+
+cluster-up: venv
+	SPARKDL_PYTHON=$(abspath $(PY)) bash scripts/cluster.sh up
+
+cluster-down:
+	SPARKDL_PYTHON=$(abspath $(PY)) bash scripts/cluster.sh down
 
 lint: venv
 	$(VENV)/bin/ruff check sparkdl tests examples bench
