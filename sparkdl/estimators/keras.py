@@ -76,7 +76,7 @@ class KerasEstimator(Estimator, KerasParams, MLWritable, MLReadable):
         meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
                            sample_weight_col=self.getSampleWeightCol(),
                            validation=self.getValidation(), num_proc=num_proc,
-                           seed=plan.seed)
+                           seed=42 if self.getRandomSeed() is None else self.getRandomSeed())
         check.check_input_shapes(plan.model, plan.feature_cols, meta.columns)
         run_id = self.getRunId() or _new_run_id()
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
@@ -85,7 +85,8 @@ class KerasEstimator(Estimator, KerasParams, MLWritable, MLReadable):
         results = run(train_keras, num_proc=num_proc, args=(plan.spec(meta, run_id),),
                       on_message=reporter)
         out = results[0]
-        model = KerasModel()._trained(out["model"], out["history"], run_id, self.getCustomObjects())
+        model = KerasModel()._trained(out["model"], out["history"], out["run_history"], run_id,
+                                      self.getCustomObjects())
         return self._copyValues(model)
 
     # persistence: JSON params as metadata, the rest (model, optimizer, ...) as blobs
@@ -204,12 +205,15 @@ class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
         super().__init__()
         self._model_bytes: bytes | None = None
         self._history: dict[str, list[float]] = {}
+        self._run_history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._keras: Any = None
 
-    def _trained(self, model_bytes: bytes, history: dict[str, list[float]], run_id: str | None,
+    def _trained(self, model_bytes: bytes, history: dict[str, list[float]],
+                 run_history: dict[str, list[float]], run_id: str | None,
                  custom_objects: dict[str, Any]) -> KerasModel:
         self._model_bytes, self._history, self._run_id = model_bytes, history, run_id
+        self._run_history = run_history
         self._set(custom_objects=custom_objects)
         return self
 
@@ -224,6 +228,10 @@ class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
     def getHistory(self) -> dict[str, list[float]]:
         """Per-epoch metrics of the fit that made this model; 'epoch' holds 1-based epoch numbers."""
         return {k: list(v) for k, v in self._history.items()}
+
+    def getRunHistory(self) -> dict[str, list[float]]:
+        """Per-epoch metrics of the whole run in the store, across interrupted fits and resumes."""
+        return {k: list(v) for k, v in self._run_history.items()}
 
     def getRunId(self) -> str | None:
         return self._run_id
@@ -248,14 +256,16 @@ class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
         return BlobParamsReader(cls)
 
     def _extra_metadata(self) -> dict[str, Any]:
-        return {"history": self._history, "run_id": self._run_id}
+        return {"history": self._history, "run_history": self._run_history,
+                "run_id": self._run_id}
 
     def _blobs(self) -> dict[str, bytes]:
         return {"model.keras": self._require_bytes(),
                 "custom_objects.pkl": cloudpickle.dumps(self.getCustomObjects())}
 
     def _restore(self, blobs: dict[str, bytes], metadata: dict[str, Any]) -> None:
-        self._trained(blobs["model.keras"], metadata.get("history", {}), metadata.get("run_id"),
+        self._trained(blobs["model.keras"], metadata.get("history", {}),
+                      metadata.get("run_history", {}), metadata.get("run_id"),
                       cloudpickle.loads(blobs["custom_objects.pkl"]))
 
 

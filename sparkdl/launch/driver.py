@@ -6,6 +6,8 @@ output lines) becomes the driver's exception.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import sysconfig
 import threading
@@ -23,7 +25,8 @@ from sparkdl.launch.task import TaskSpec, make_barrier_task
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
-_CLUSTER_SLOT_WAIT_S = 15.0  # executors of a just-started cluster may still be registering
+_CLUSTER_SLOT_WAIT_S = 30.0  # executors of a just-started cluster may still be registering
+_SLOTS_STABLE_S = 5.0  # ...but once their count holds this long, no more are coming
 _FAILURE_SETTLE_S = 2.0  # after a failure, how long to wait for the other ranks' reports
 _CANCEL_WAIT_S = 60.0
 # Messages of ranks that failed only because another rank went away first.
@@ -42,7 +45,7 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
     all ranks to start, `timeout` (None: no limit) the whole job.
     """
     sc = _active_context()
-    num_proc = check_num_proc(num_proc, available_slots(sc, num_proc))
+    num_proc = check_num_proc(num_proc, available_slots(sc, num_proc, start_timeout))
     payload = pickle_call(fn, tuple(args), dict(kwargs or {}))
     env = {str(k): str(v) for k, v in (env or {}).items()}
     return _BarrierJob(sc, num_proc, payload, env).run(start_timeout, timeout, on_message)
@@ -58,17 +61,23 @@ def _active_context() -> Any:
     return sc
 
 
-def available_slots(sc: Any, wanted: int | None) -> int:
-    """Task slots the cluster has now (executors x cores / spark.task.cpus)."""
+def available_slots(sc: Any, wanted: int | None, start_timeout: float = 120.0) -> int:
+    """Task slots of the cluster (executors x cores / spark.task.cpus); on a non-local master,
+    waits a bounded time for executors still registering."""
     jsc = sc._jsc.sc()
     profile = jsc.resourceProfileManager().defaultResourceProfile()
     slots = int(jsc.maxNumConcurrentTasks(profile))
     if sc.master.startswith("local"):
         return slots
-    deadline = time.monotonic() + _CLUSTER_SLOT_WAIT_S
+    deadline = time.monotonic() + min(_CLUSTER_SLOT_WAIT_S, start_timeout)
+    stable_since = time.monotonic()
     while slots < (wanted or 1) and time.monotonic() < deadline:
+        if slots > 0 and time.monotonic() - stable_since > _SLOTS_STABLE_S:
+            break  # executors stopped arriving: this is the cluster's size
         time.sleep(0.5)
-        slots = int(jsc.maxNumConcurrentTasks(profile))
+        now = int(jsc.maxNumConcurrentTasks(profile))
+        if now != slots:
+            slots, stable_since = now, time.monotonic()
     return slots
 
 
@@ -87,22 +96,30 @@ def check_num_proc(num_proc: int | None, slots: int) -> int:
 
 
 def pickle_call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
-    """cloudpickle (fn, args, kwargs); fn's module goes by value unless executors can import it."""
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
-    by_value = module is not None and module.__name__ != "__main__" and not _installed(module)
-    if by_value:
+    """cloudpickle (fn, args, kwargs); code from the user's own modules (not installed packages,
+    which executors can import) goes by value, so it needs no import on the executors."""
+    modules = _user_modules()
+    for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:
         return cloudpickle.dumps((fn, args, kwargs))
     finally:
-        if by_value:
+        for module in modules:
             cloudpickle.unregister_pickle_by_value(module)
 
 
-def _installed(module: Any) -> bool:
-    path = getattr(module, "__file__", None) or ""
-    roots = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    return module.__name__.split(".")[0] == "sparkdl" or any(path.startswith(r) for r in roots)
+def _user_modules() -> list[Any]:
+    """Loaded top-level modules whose files live outside the interpreter's installation."""
+    roots = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+                  | {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    found = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if ("." in name or name in ("__main__", "sparkdl") or not path
+                or os.path.realpath(path).startswith(roots) or path.startswith(roots)):
+            continue
+        found.append(module)
+    return found
 
 
 class _BarrierJob:
@@ -132,7 +149,7 @@ class _BarrierJob:
                 if error is not None:
                     self.sc.cancelJobGroup(self.group)
                     thread.join(_CANCEL_WAIT_S)
-                    raise error
+                    raise error from self.outcome.get("error")
         finally:
             broadcast.destroy()
         return [cloudpickle.loads(blob) for blob in self.outcome["results"]]
@@ -207,10 +224,16 @@ class _BarrierJob:
         return RankFailedError(rank, self.failures[rank] + also)
 
 
+_PY_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)\b.*)$", re.MULTILINE)
+
+
 def _summary(exc: BaseException) -> str:
-    """The informative line of a Spark/py4j error, not its Java stack."""
+    """The informative lines of a Spark/py4j error: its first line and, when an executor's Python
+    failed, that traceback's last error line; not the Java stack."""
     text = str(exc)
-    for marker in ("RuntimeError: ", "Exception: ", "Error: "):
-        if marker in text:
-            return text[text.index(marker):].splitlines()[0]
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "Traceback" not in text:
+        return first
+    tail = text[text.rindex("Traceback"):]
+    errors = [m.group(1) for m in _PY_ERROR.finditer(tail)]
+    return f"{first}\nCause on the executor: {errors[0]}" if errors else first

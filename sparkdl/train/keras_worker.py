@@ -71,8 +71,9 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0),
                  hvd.callbacks.MetricAverageCallback(), *spec.callbacks]
     logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if hvd.rank() == 0 else ""
+    checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
     if hvd.rank() == 0:
-        callbacks += [CheckpointCallback(spec.store, spec.run_id, run_history),
+        callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
                       tf.keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0)]
     meta = spec.meta
@@ -97,6 +98,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     fit_history = {k: [float(x) for x in v] for k, v in history.history.items()}
     fit_history["epoch"] = [e + 1 for e in history.epoch]
     return {"model": model_to_bytes(model), "history": fit_history,
+            "run_history": checkpoints.history,
             "initial_epoch": initial_epoch, "fit_seconds": fit_seconds}
 
 

@@ -1,0 +1,212 @@
+"""Failures surface fast and clearly, resumes lose nothing, bad input never starts a job."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+import tensorflow as tf
+from keras_helpers import mlp, no_spark_job, separable_df
+from pyspark.ml.feature import VectorAssembler
+
+from sparkdl import KerasEstimator, KerasModel, Store
+from sparkdl.launch import RankFailedError
+
+
+class FailOnRank(tf.keras.callbacks.Callback):
+    """Makes one rank fail when an epoch begins: raise, exit, or SIGKILL itself."""
+
+    def __init__(self, epoch: int, rank: int, how: str) -> None:
+        super().__init__()
+        self.epoch, self.rank, self.how = epoch, rank, how
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow.keras as hvd
+
+        if epoch + 1 != self.epoch or hvd.rank() != self.rank:
+            return
+        if self.how == "raise":
+            raise RuntimeError(f"injected failure at epoch {self.epoch}")
+        if self.how == "exit":
+            os._exit(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def features_df(spark):
+    df = separable_df(spark, rows=1200)
+    return VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        df).cache()
+
+
+def _estimator(store_root, **overrides):
+    params = dict(model=mlp(), optimizer=tf.keras.optimizers.Adam(1e-2),
+                  loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
+                  store=Store.create(store_root), num_proc=2, batch_size=64, epochs=4,
+                  random_seed=3, verbose=0)
+    params.update(overrides)
+    return KerasEstimator(**params)
+
+
+def _rank_children() -> list[psutil.Process]:
+    """Rank processes started under this test process (not by other sessions' clusters)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "sparkdl.launch.child" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _listening_ports() -> set[int]:
+    """Ports listened on by this process's descendants: the Spark JVM and the Python workers the
+    rendezvous runs in. PySpark's own daemon (restarted after a killed task) is not ours."""
+    me = psutil.Process()
+    ours = {me.pid}
+    for proc in me.children(recursive=True):
+        try:
+            daemon = "pyspark.daemon" in proc.cmdline() and "pyspark.daemon" not in (
+                proc.parent().cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if not daemon:
+            ours.add(proc.pid)
+    return {c.laddr.port for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in ours}
+
+
+def _eventually(check, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return check()
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("raise", "RuntimeError: injected failure at epoch 3"),
+    ("exit", "exited with code 1"),
+    ("kill", "was killed by signal SIGKILL"),
+])
+def test_dying_rank_fails_fit_fast_naming_the_rank_then_resume_completes(
+        spark, features_df, store_root, how, expected):
+    ports_before = _listening_ports()
+    est = _estimator(store_root, run_id=f"dies-{how}", epochs=5,
+                     callbacks=[FailOnRank(epoch=3, rank=1, how=how)])
+    t0 = time.monotonic()
+    with pytest.raises(RankFailedError) as info:
+        est.fit(features_df)
+    took = time.monotonic() - t0
+    assert took < 60, f"fit took {took:.1f}s to fail"
+    assert info.value.rank == 1
+    assert "rank 1" in str(info.value) and expected in str(info.value)
+    # nothing left behind: no rank process, no rendezvous or channel port
+    assert _eventually(lambda: not _rank_children()), _rank_children()
+    assert _eventually(lambda: not (_listening_ports() - ports_before)), (
+        _listening_ports() - ports_before)
+
+    # the same run_id resumes from the last completed checkpoint; the run has exactly 5 epochs
+    store = Store.create(store_root)
+    done = sorted(store.listdir(store.checkpoint_dir(f"dies-{how}")))
+    last = int(done[-1][len("epoch-"):-len(".ckpt")])
+    assert last in (1, 2)  # epochs completed before rank 1 died at the start of epoch 3
+    resumed = _estimator(store_root, run_id=f"dies-{how}", epochs=5).fit(features_df)
+    assert resumed.getHistory()["epoch"] == list(range(last + 1, 6))
+    assert resumed.getRunHistory()["epoch"] == [1, 2, 3, 4, 5]  # no gap, no repeat
+    assert len(resumed.getRunHistory()["loss"]) == 5
+
+
+def test_two_fits_at_once_on_one_spark_context(spark, features_df, store_root):
+    results, errors = {}, []
+
+    def fit(run_id):
+        try:
+            results[run_id] = _estimator(store_root, run_id=run_id, num_proc=1,
+                                         epochs=2).fit(features_df)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit, args=(f"concurrent-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert sorted(results) == ["concurrent-0", "concurrent-1"]
+    assert all(m.getHistory()["epoch"] == [1, 2] for m in results.values())
+
+
+def _bad_frames(spark):
+    """name -> (DataFrame, estimator overrides, error type, message, job allowed)."""
+    from pyspark.ml.linalg import Vectors
+
+    base = [(1.0, 2.0, 3.0, 4.0, 1.0, "s", [1.0, 2.0]), (2.0, 1.0, 0.0, 1.0, 0.0, "t", [3.0])]
+    cols = ["a", "b", "c", "d", "label", "name", "arr"]
+    df = spark.createDataFrame(base, cols)
+    nulls = spark.createDataFrame([(1.0, None), (2.0, 0.0), (None, 1.0)], "a double, label double")
+    vec = spark.createDataFrame([(Vectors.dense([1.0, 2.0]), 1.0), (Vectors.dense([3.0, 4.0]), 0.0)],
+                                ["v", "label"])
+    four = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(df)
+    one_input = dict(model=mlp(inputs=1))
+    return {
+        "missing column": (four, dict(feature_cols=["nope"]), ValueError,
+                           "column 'nope' not found", False),
+        "null in a feature": (nulls, dict(feature_cols=["a"], **one_input), ValueError,
+                              "'a'", True),
+        "null in a label": (nulls.fillna({"a": 0.0}), dict(feature_cols=["a"], **one_input),
+                            ValueError, "'label'", True),
+        "string column": (df, dict(feature_cols=["name"], **one_input), ValueError,
+                          "column 'name' has type string", False),
+        "ragged array": (df, dict(feature_cols=["arr"], model=mlp(inputs=2)), ValueError,
+                         "'arr'", True),
+        "vector size": (vec, dict(feature_cols=["v"]), ValueError,
+                        "feature column 'v' has 2 value(s) per row", True),
+        "label count": (four, dict(label_cols=["label", "a"]), ValueError,
+                        "label_cols has 2 column(s)", False),
+        "empty DataFrame": (four.limit(0), {}, ValueError, "DataFrame has no rows", True),
+        "num_proc=0": (four, dict(num_proc=0), ValueError,
+                       "num_proc must be a positive integer; got 0", False),
+        "unpicklable custom object": (four, dict(custom_objects={"lock": threading.Lock()}),
+                                      TypeError, "custom_objects cannot be pickled", False),
+    }
+
+
+CASES = ["missing column", "null in a feature", "null in a label", "string column",
+         "ragged array", "vector size", "label count", "empty DataFrame", "num_proc=0",
+         "unpicklable custom object"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_errors_before_training_or_writing(spark, store_root, case):
+    df, overrides, error, message, job_allowed = _bad_frames(spark)[case]
+    est = _estimator(store_root, **overrides)
+    store = Store.create(store_root)
+    if job_allowed:
+        # needs the data: one read-only profiling job, but nothing written and no training
+        with pytest.raises(error) as info:
+            est.fit(df)
+    else:
+        with no_spark_job(spark), pytest.raises(error) as info:
+            est.fit(df)
+    assert message in str(info.value)
+    assert store.listdir(store.path("data")) == [] and store.listdir(store.path("runs")) == []
+
+
+def test_invalid_store_url_errors_at_create():
+    with pytest.raises(ValueError, match="nosuchscheme"):
+        Store.create("nosuchscheme://bucket/path")
+
+
+def test_saving_over_an_existing_model_path_needs_overwrite(spark, features_df, store_root,
+                                                            tmp_path):
+    model = _estimator(store_root, epochs=1, num_proc=1).fit(features_df)
+    path = str(tmp_path / "model")
+    model.save(path)
+    with pytest.raises(Exception, match="already exists"):
+        model.save(path)
+    model.write().overwrite().save(path)
+    assert KerasModel.load(path).getHistory() == model.getHistory()
