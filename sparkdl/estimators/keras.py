@@ -127,12 +127,10 @@ class _FitPlan:
         self.est = est
         self.model = check.check_model(est.getModel())
         cols = df.columns
-        self.feature_cols = check.check_columns("feature_cols", est.getOrDefault("feature_cols")
-                                                if est.isDefined("feature_cols") else None,
-                                                cols, len(self.model.inputs), "input")
-        self.label_cols = check.check_columns("label_cols", est.getOrDefault("label_cols")
-                                              if est.isDefined("label_cols") else None,
-                                              cols, len(self.model.outputs), "output")
+        self.feature_cols = check.check_columns("feature_cols", est.getFeatureCols(), cols,
+                                                len(self.model.inputs), "input")
+        self.label_cols = check.check_columns("label_cols", est.getLabelCols(), cols,
+                                              len(self.model.outputs), "output")
         weight = est.getSampleWeightCol()
         if weight is not None:
             check.check_columns("sample_weight_col", [weight], cols, None, "sample weight")
@@ -245,7 +243,7 @@ class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
     def _transform(self, df: DataFrame) -> DataFrame:
         model = self.getModel()
         return predict_dataframe(df, self._require_bytes(), _digest(self._require_bytes()), model,
-                                 self.getOrDefault("feature_cols"), self.resolved_output_cols(),
+                                 self.getFeatureCols(), self.resolved_output_cols(),
                                  self.getBatchSize(), self.getCustomObjects())
 
     def write(self) -> BlobParamsWriter:

@@ -52,9 +52,9 @@ class ColumnParams(Params):
     """Which DataFrame columns feed the model and where predictions go."""
 
     feature_cols = _param("feature_cols", "input columns, one per model input",
-                          TypeConverters.toListString)
+                          _optional_list_string)
     label_cols = _param("label_cols", "label columns, one per model output",
-                        TypeConverters.toListString)
+                        _optional_list_string)
     output_cols = _param("output_cols", "prediction columns, one per model output "
                          "(default: '<label>__output')", _optional_list_string)
     batch_size = _param("batch_size", "rows per batch on each rank (training and inference)",
@@ -64,12 +64,13 @@ class ColumnParams(Params):
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(output_cols=None, batch_size=32, custom_objects={})
+        self._setDefault(feature_cols=None, label_cols=None, output_cols=None, batch_size=32,
+                         custom_objects={})
 
     def resolved_output_cols(self) -> list[str]:
         """output_cols, or '<label>__output' for each label column."""
         return self.getOrDefault(self.output_cols) or [
-            f"{c}__output" for c in self.getOrDefault(self.label_cols)]
+            f"{c}__output" for c in self.getOrDefault(self.label_cols) or []]
 
 
 class TrainingParams(ColumnParams):
