@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo
 from sparkdl.data.profile import Profile, profile_columns
-from sparkdl.data.schema import FLOAT_DTYPES, inspect_columns, storage_column
+from sparkdl.data.schema import FLOAT_DTYPES, column_of, inspect_columns, storage_column
 from sparkdl.store import Store
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ def _split_info(store: Store, path: str, num_proc: int, what: str) -> SplitInfo:
 
 def _names(cols: str | Sequence[str], param: str) -> list[str]:
     names = [cols] if isinstance(cols, str) else list(cols) if cols is not None else []
-    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+    valid = all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)
+    if not names or not valid:
         raise ValueError(f"{param} {cols!r} is invalid; expected a column name or a non-empty "
                          "list of distinct column names")
     return names
@@ -208,11 +209,11 @@ def _validation(df: DataFrame, validation: float | str | None, seed: int,
         if validation in roles:
             raise ValueError(f"validation column {validation!r} is also a {roles[validation]} "
                              "column; expected a separate column that marks validation rows")
-        data_type = fields[validation]
+        data_type, column = fields[validation], column_of(df, validation)
         if isinstance(data_type, T.BooleanType):
-            return _Validation(is_val=df[validation], column=validation)
+            return _Validation(is_val=column, column=validation)
         if isinstance(data_type, _INTEGRAL):
-            return _Validation(is_val=df[validation] != 0, column=validation)
+            return _Validation(is_val=column != 0, column=validation)
         raise ValueError(f"validation column {validation!r} has type {data_type.simpleString()}; "
                          "expected boolean or integer")
     raise ValueError(f"validation {validation!r} is invalid; expected None, a fraction in (0, 1) "

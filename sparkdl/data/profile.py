@@ -1,4 +1,4 @@
-"""One aggregation job over the input (rows, nulls, array sizes), so bad data fails before any write."""
+"""One aggregation job over the input (rows, nulls, array sizes): bad data fails before a write."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,28 +11,28 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparkdl.data.meta import ColumnSpec
+from sparkdl.data.schema import column_of
 
 
 @dataclass(frozen=True)
 class Profile:
-    """What the aggregation found: row counts and column specs with every dimension resolved."""
+    """What the aggregation found: the row count and column specs with every dimension resolved."""
 
     rows: int
-    val_rows: int | None  # known only when validation is a column
     columns: dict[str, ColumnSpec]
 
 
 def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mapping[str, str], *,
                     validation_col: str | None = None, is_val: Column | None = None) -> Profile:
-    """Count rows, nulls (also inside arrays) and array sizes in one job; raise ValueError on bad data.
+    """Count rows, nulls (also inside arrays) and array sizes in one job; ValueError on bad data.
 
     `roles` names each column's use ("feature", "label", ...) for the error messages.
     """
     exprs = [F.count(F.lit(1)).alias("rows")]
     for i, spec in enumerate(specs.values()):
-        exprs += _checks(df[spec.name], spec, f"c{i}")
+        exprs += _checks(column_of(df, spec.name), spec, f"c{i}")
     if validation_col is not None:
-        exprs += [_count_true(df[validation_col].isNull()).alias("val_nulls"),
+        exprs += [_count_true(column_of(df, validation_col).isNull()).alias("val_nulls"),
                   _count_true(is_val).alias("val_rows")]
     found = df.agg(*exprs).collect()[0].asDict()
     rows = found["rows"]
@@ -40,8 +40,9 @@ def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mappi
         raise ValueError("DataFrame has no rows; expected at least one row to materialize")
     columns = {name: _resolve(spec, found, f"c{i}", f"{roles[name]} column {name!r}", rows)
                for i, (name, spec) in enumerate(specs.items())}
-    val_rows = _check_validation(validation_col, found, rows) if validation_col else None
-    return Profile(rows=rows, val_rows=val_rows, columns=columns)
+    if validation_col is not None:
+        _check_validation(validation_col, found, rows)
+    return Profile(rows=rows, columns=columns)
 
 
 def _checks(column: Column, spec: ColumnSpec, prefix: str) -> list[Column]:
@@ -89,7 +90,7 @@ def _resolve(spec: ColumnSpec, found: dict[str, Any], prefix: str, what: str,
     return dataclasses.replace(spec, shape=tuple(shape))
 
 
-def _check_validation(column: str, found: dict[str, Any], rows: int) -> int:
+def _check_validation(column: str, found: dict[str, Any], rows: int) -> None:
     if found["val_nulls"]:
         raise ValueError(f"validation column {column!r} has {found['val_nulls']} null value(s); "
                          "expected true/false (or 0/non-zero) in every row")
@@ -97,7 +98,6 @@ def _check_validation(column: str, found: dict[str, Any], rows: int) -> int:
     if val_rows in (0, rows):
         raise ValueError(f"validation column {column!r} marks {val_rows} of {rows} rows for "
                          "validation; expected some rows but not all")
-    return val_rows
 
 
 def _flatten(column: Column, times: int) -> Column:

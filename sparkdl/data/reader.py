@@ -44,8 +44,8 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     Yields ``(features, labels)`` or ``(features, labels, sample_weights)``; each is one tensor
     per column, or a tuple in column order when there are several. Every row of the shard comes
     once per epoch; ``num_epochs=None`` repeats forever with every batch full. Shards are sets
-    of Parquet row groups: disjoint, together the whole split, given the same `seed` on every
-    rank. `shuffle_buffer_rows` defaults to about 64 MiB of rows.
+    of Parquet row groups (group i goes to rank i % size): disjoint, together the whole split.
+    `seed` orders row groups and rows; `shuffle_buffer_rows` defaults to about 64 MiB of rows.
     """
     import tensorflow as tf
 
@@ -60,18 +60,15 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     signature = _nest(structure, {c.name: tf.TensorSpec((None, batch_dim, *c.shape),
                                                         tf.as_dtype(c.dtype)) for c in columns})
     names = [c.name for c in columns]
-    step = batch_size * max(1, BLOCK_BYTES // (batch_size * _row_bytes(columns)))
 
     def blocks() -> Iterator[Any]:
         for block in _shard_blocks(path, rank, size, batch_size, columns, shuffle=shuffle,
                                    seed=seed, num_epochs=num_epochs, window_rows=window,
                                    workers=workers, storage_options=storage_options):
-            for start in range(0, len(block[0]), step):
-                part = [array[start:start + step] for array in block]
-                rows = len(part[0])
-                batches = rows // batch_size if rows % batch_size == 0 else 1
-                yield _nest(structure, {name: a.reshape(batches, rows // batches, *a.shape[1:])
-                                        for name, a in zip(names, part)})
+            rows = len(block[0])
+            batches = rows // batch_size if rows % batch_size == 0 else 1
+            yield _nest(structure, {name: a.reshape(batches, rows // batches, *a.shape[1:])
+                                    for name, a in zip(names, block, strict=True)})
 
     dataset = tf.data.Dataset.from_generator(blocks, output_signature=signature)
     return dataset.unbatch().prefetch(tf.data.AUTOTUNE)
@@ -91,7 +88,8 @@ def _shard_blocks(path: str, rank: int, size: int, batch_size: int, columns: lis
     """Blocks of whole batches of numpy columns; the petastorm reader stops when iteration ends
     or the generator is dropped."""
     rng = np.random.default_rng(None if seed is None else [seed, rank]) if shuffle else None
-    rebatcher = Rebatcher(batch_size, window_rows, rng)
+    rebatcher = Rebatcher(batch_size, window_rows, rng,
+                          block_rows=BLOCK_BYTES // _row_bytes(columns))
     reader = _open_reader(path, rank, size, shuffle=shuffle, seed=seed, workers=workers,
                           storage_options=storage_options)
     try:

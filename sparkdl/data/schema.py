@@ -47,10 +47,15 @@ def inspect_columns(df: DataFrame, cols: Sequence[str],
     return specs
 
 
+def column_of(df: DataFrame, name: str) -> Column:
+    """`df`'s column called `name`, quoted so that dots are part of the name, not struct access."""
+    return df["`" + name.replace("`", "``") + "`"]
+
+
 def storage_column(df: DataFrame, spec: ColumnSpec) -> Column:
     """The column as written to Parquet: flat numeric array or scalar of `spec.dtype`."""
     data_type = df.schema[spec.name].dataType
-    column = df[spec.name]
+    column = column_of(df, spec.name)
     if isinstance(data_type, (VectorUDT, MLlibVectorUDT)):
         return vector_to_array(column, dtype=spec.dtype).alias(spec.name)
     for _ in range(len(spec.shape) - 1):

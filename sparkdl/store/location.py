@@ -31,7 +31,7 @@ class Location:
 
 
 def parse_location(url: object) -> Location:
-    """Validate and normalise a store URL; raises ValueError naming the URL and what was expected."""
+    """Validate and normalise a store URL; ValueError names the URL and what was expected."""
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"store url {url!r} is not a non-empty string; {_EXPECTED}")
     url = url.strip()

@@ -36,8 +36,8 @@ class Store:
     def create(url: str, storage_options: dict[str, Any] | None = None) -> Store:
         """A Store rooted at `url` (local path, file://, dbfs:/ or any fsspec URL)."""
         if storage_options is not None and not isinstance(storage_options, dict):
-            raise ValueError(f"storage_options {storage_options!r} is not a dict; expected a dict of "
-                             "fsspec filesystem options or None")
+            raise ValueError(f"storage_options {storage_options!r} is not a dict; expected a "
+                             "dict of fsspec filesystem options or None")
         return Store(parse_location(url), storage_options)
 
     @property
@@ -132,7 +132,7 @@ class Store:
             raise
 
     def put_dir(self, local_dir: str, path: str) -> None:
-        """Copy a local directory into the store under a temporary name, then rename it to `path`."""
+        """Copy a local directory into the store under a temporary name, then rename to `path`."""
         if not os.path.isdir(local_dir):
             raise ValueError(f"local_dir {local_dir!r} is not a directory; expected an existing "
                              "local directory to copy into the store")

@@ -1,0 +1,180 @@
+"""materialize on local Spark: types and shapes round-trip, validation splits, cache, bad input."""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import functions as F
+
+from sparkdl.data.materialize import materialize
+from sparkdl.data.meta import ColumnSpec, DatasetMeta
+from sparkdl.data.schema import inspect_columns
+from sparkdl.store import Store
+
+ROWS = 400
+
+
+@pytest.fixture()
+def store(store_root):
+    return Store.create(store_root)
+
+
+@pytest.fixture(scope="module")
+def frame(spark):
+    """id, a 2-d vector with ML metadata, a 3-d vector without, arrays and scalars of many types."""
+    base = spark.range(ROWS).select(
+        "id",
+        F.col("id").cast("double").alias("a"),
+        (F.col("id") * 2).cast("double").alias("b"),
+        array_to_vector(F.array(F.col("id").cast("double"), F.lit(1.0), F.lit(2.0))).alias("raw"),
+        F.array(F.col("id").cast("double"), F.lit(0.5)).alias("arr"),
+        F.array(F.array(F.col("id").cast("int"), F.lit(1)),
+                F.array(F.lit(2), F.lit(3)), F.array(F.lit(4), F.lit(5))).alias("nested"),
+        (F.col("id") % 3).cast("short").alias("small"),
+        (F.col("id") % 2 == 0).alias("flag"),
+        (F.col("id") % 4 == 0).alias("is_val"),
+        (F.col("id") % 5).cast("double").alias("label"),
+        (F.col("id") % 7).alias("dotted.name"),
+    )
+    return VectorAssembler(inputCols=["a", "b"], outputCol="vec").transform(base)
+
+
+def _read_split(path):
+    table = pq.read_table(path)
+    order = np.argsort(table.column("id").to_numpy())
+    return {name: np.array(table.column(name).to_pylist(), dtype=object)[order]
+            for name in table.column_names}
+
+
+def _data_entries(store):
+    return store.listdir(store.path("data"))
+
+
+def test_types_and_shapes_round_trip(frame, store):
+    meta = materialize(frame, store, ["vec", "raw", "arr", "nested", "small", "flag"],
+                       ["label", "id", "dotted.name"], num_proc=2)
+    assert meta.columns == {
+        "vec": ColumnSpec("vec", "float32", (2,), "vector"),
+        "raw": ColumnSpec("raw", "float32", (3,), "vector"),
+        "arr": ColumnSpec("arr", "float32", (2,), "array"),
+        "nested": ColumnSpec("nested", "int32", (3, 2), "array"),
+        "small": ColumnSpec("small", "int16", (), "scalar"),
+        "flag": ColumnSpec("flag", "bool", (), "scalar"),
+        "label": ColumnSpec("label", "float32", (), "scalar"),
+        "id": ColumnSpec("id", "int64", (), "scalar"),
+        "dotted.name": ColumnSpec("dotted.name", "int64", (), "scalar"),
+    }
+    assert (meta.train_rows, meta.val_path, meta.train.files) == (ROWS, None, 2)
+    assert meta.train_bytes == sum(os.path.getsize(os.path.join(meta.train_path, f))
+                                   for f in os.listdir(meta.train_path) if f.endswith(".parquet"))
+    data = _read_split(meta.train_path)
+    ids = np.arange(ROWS)
+    assert set(data) == set(meta.columns)
+    np.testing.assert_array_equal(np.stack(data["vec"]), np.stack([ids, 2 * ids], axis=1))
+    np.testing.assert_array_equal(data["dotted.name"], ids % 7)
+    np.testing.assert_array_equal(  # nested arrays are stored flat, row-major
+        np.stack(data["nested"]), np.column_stack([ids] + [np.full(ROWS, k) for k in range(1, 6)]))
+    schema = pq.ParquetDataset(meta.train_path).schema
+    assert schema.field("raw").type.value_type == pa.float32()
+    assert schema.field("label").type == pa.float32()
+
+
+def test_float_dtype_none_keeps_float64(frame, store):
+    meta = materialize(frame, store, ["vec", "arr"], "label", num_proc=1, float_dtype=None)
+    assert {c.dtype for c in meta.columns.values()} == {"float64"}
+
+
+def test_validation_fraction_splits_disjointly(frame, store):
+    meta = materialize(frame, store, "vec", "id", validation=0.25, num_proc=2, seed=7)
+    train, val = _read_split(meta.train_path)["id"], _read_split(meta.val_path)["id"]
+    assert (meta.train_rows, meta.val_rows) == (len(train), len(val))
+    assert len(train) + len(val) == ROWS and not set(train) & set(val)
+    assert 0.15 * ROWS < len(val) < 0.35 * ROWS
+
+
+def test_validation_column_is_exact_and_not_written(frame, store):
+    meta = materialize(frame, store, "vec", "id", validation="is_val", num_proc=2)
+    train, val = _read_split(meta.train_path), _read_split(meta.val_path)
+    assert set(val["id"]) == set(range(0, ROWS, 4))
+    assert len(train["id"]) == meta.train_rows == ROWS - ROWS // 4
+    assert "is_val" not in train and "is_val" not in val
+
+
+def test_same_plan_is_reused_and_other_plan_is_not(frame, store):
+    first = materialize(frame.filter(F.col("id") > 5), store, "vec", "label", num_proc=2)
+    meta_file = DatasetMeta.meta_path(store, first.key)
+    written = os.stat(meta_file).st_mtime_ns
+    again = materialize(frame.filter(F.col("id") > 5), store, "vec", "label", num_proc=2)
+    assert again == first and os.stat(meta_file).st_mtime_ns == written
+    other = materialize(frame.filter(F.col("id") > 6), store, "vec", "label", num_proc=2)
+    assert other.key != first.key and other.train_rows == first.train_rows - 1
+    assert sorted(_data_entries(store)) == sorted([first.key, other.key])
+
+
+def test_context_manager_releases_data(frame, store):
+    with materialize(frame, store, "vec", "label", num_proc=1) as meta:
+        assert store.exists(meta.train_path)
+    assert _data_entries(store) == []
+
+
+def test_inspect_columns_reports_what_schema_alone_tells(frame):
+    specs = inspect_columns(frame, ["vec", "raw", "nested", "label"])
+    assert specs["vec"].shape == (2,) and specs["raw"].shape == (None,)
+    assert specs["nested"].shape == (None, None) and specs["label"].dtype == "float32"
+
+
+@pytest.fixture(scope="module")
+def bad_frame(spark):
+    return spark.createDataFrame(
+        [(1, 1.0, "a", {"k": 1}, (1, 2.0), [1.0, 2.0], [1.0], 1.0, True),
+         (2, None, "b", {"k": 2}, (3, 4.0), [1.0, 2.0], [1.0, 2.0], None, False)],
+        "id long, gap double, s string, m map<string,int>, st struct<i:int,d:double>, "
+        "arr array<double>, ragged array<double>, y double, v boolean")
+
+
+@pytest.mark.parametrize("features, labels, kwargs, message", [
+    (["nope"], ["y"], {}, "column 'nope' not found; available columns: id, gap, s"),
+    (["s"], ["id"], {}, "column 's' has type string"),
+    (["m"], ["id"], {}, "column 'm' has type map<string,int>"),
+    (["st"], ["id"], {}, "column 'st' has type struct<i:int,d:double>"),
+    (["ragged"], ["id"], {}, "feature column 'ragged' has arrays of sizes 1 to 2"),
+    (["gap"], ["id"], {}, "feature column 'gap' has 1 null value"),
+    (["arr"], ["y"], {}, "label column 'y' has 1 null value"),
+    (["arr"], ["id"], {"sample_weight_col": "y"}, "sample weight column 'y' has 1 null"),
+    (["arr"], ["id"], {"validation": 1.5}, "validation 1.5 is invalid"),
+    (["arr"], ["id"], {"validation": 1}, "validation 1 is invalid"),
+    (["arr"], ["id"], {"validation": "s"}, "validation column 's' has type string"),
+    (["arr"], ["id"], {"validation": "nope"}, "validation column 'nope' not found"),
+    (["arr"], ["id"], {"validation": "arr"}, "validation column 'arr' is also a feature"),
+    (["arr"], ["id"], {"num_proc": 3}, "has 2 rows; expected at least num_proc=3"),
+    (["arr"], ["id"], {"num_proc": 0}, "num_proc 0 is invalid"),
+    (["arr"], ["id"], {"float_dtype": "float16"}, "float_dtype 'float16' is invalid"),
+    ([], ["id"], {}, "feature_cols [] is invalid"),
+])
+def test_bad_input_fails_before_writing(bad_frame, store, features, labels, kwargs, message):
+    kwargs = {"num_proc": 1, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        materialize(bad_frame, store, features, labels, **kwargs)
+    assert _data_entries(store) == []
+
+
+def test_empty_dataframe_fails_before_writing(bad_frame, store):
+    with pytest.raises(ValueError, match="DataFrame has no rows"):
+        materialize(bad_frame.filter("id < 0"), store, ["arr"], ["id"], num_proc=1)
+    assert _data_entries(store) == []
+
+
+def test_null_array_elements_and_all_train_validation_are_rejected(spark, store):
+    frame = spark.createDataFrame([([1.0, None], 1, 0), ([1.0, 2.0], 2, 0)],
+                                  "arr array<double>, id long, fold int")
+    with pytest.raises(ValueError, match="feature column 'arr' has null array elements in 1 row"):
+        materialize(frame, store, "arr", "id", num_proc=1)
+    with pytest.raises(ValueError, match="validation column 'fold' marks 0 of 1 rows"):
+        materialize(frame.filter("id = 2"), store, "arr", "id", validation="fold", num_proc=1)
+    assert _data_entries(store) == []

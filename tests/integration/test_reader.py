@@ -1,0 +1,115 @@
+"""open_shard_dataset on data written by materialize: shard coverage, epochs, structure, cleanup."""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import functions as F
+
+from sparkdl.data.materialize import materialize
+from sparkdl.data.reader import open_dataset, open_shard_dataset
+from sparkdl.store import Store
+
+ROWS = 2000
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # petastorm on pyarrow 14
+
+
+@pytest.fixture(scope="module")
+def written(spark, tmp_path_factory):
+    """4 files (num_proc=4): features derived from the id label, so alignment can be checked."""
+    store = Store.create(str(tmp_path_factory.mktemp("reader") / "store"))
+    frame = spark.range(ROWS).select(
+        array_to_vector(F.array(F.col("id").cast("double"), -F.col("id").cast("double")))
+        .alias("vec"),
+        F.array(F.col("id").cast("int"), F.col("id").cast("int") + 1).alias("arr"),
+        F.col("id"),
+        (F.col("id") * 0.5).alias("w"),
+    )
+    meta = materialize(frame, store, ["vec", "arr"], "id", sample_weight_col="w", num_proc=4)
+    return store.petastorm_url(meta.train_path), meta
+
+
+def _ids_checked(batches):
+    """Concatenated ids of (features, labels, weights) batches, checking every row is aligned."""
+    ids = []
+    for (vec, arr), labels, weights in batches:
+        labels = labels.numpy()
+        np.testing.assert_array_equal(vec.numpy(), np.stack([labels, -labels], axis=1))
+        np.testing.assert_array_equal(arr.numpy()[:, 1], labels + 1)
+        np.testing.assert_array_equal(weights.numpy(), labels * 0.5)
+        ids.append(labels)
+    return np.concatenate(ids)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_shards_are_disjoint_and_cover_every_row_once(written, size):
+    url, meta = written
+    shards = [_ids_checked(open_shard_dataset(url, rank, size, 64, meta=meta, num_epochs=1,
+                                              seed=5))
+              for rank in range(size)]
+    assert all(len(s) == len(set(s)) > 0 for s in shards)
+    assert sorted(np.concatenate(shards)) == list(range(ROWS))
+
+
+def test_infinite_repeat_sees_every_row_once_per_epoch(written):
+    url, meta = written
+    shard = set(_ids_checked(open_shard_dataset(url, 1, 2, 64, meta=meta, num_epochs=1)))
+    batch = 48
+    dataset = open_shard_dataset(url, 1, 2, batch, meta=meta, seed=3)
+    assert dataset.element_spec[1].shape == (batch,)
+    stream = _ids_checked(dataset.take(math.ceil(2 * len(shard) / batch)))
+    first, second = stream[:len(shard)], stream[len(shard):2 * len(shard)]
+    assert sorted(first) == sorted(shard) and sorted(second) == sorted(shard)
+    assert list(first) != list(second)  # reshuffled per epoch
+
+
+def test_structure_follows_the_columns(written):
+    url, meta = written
+    single = dataclasses.replace(meta, feature_cols=["vec"], sample_weight_col=None)
+    features, labels = next(iter(open_shard_dataset(url, 0, 1, 10, meta=single)))
+    assert (features.shape, features.dtype) == ((10, 2), tf.float32)
+    assert (labels.shape, labels.dtype) == ((10,), tf.int64)
+    (vec, arr), _, weights = next(iter(open_shard_dataset(url, 0, 1, 10, meta=meta)))
+    assert (arr.dtype, weights.dtype) == (tf.int32, tf.float32)
+
+
+def test_open_dataset_reads_every_row_once_with_a_short_last_batch(written):
+    url, meta = written
+    batches = list(open_dataset(url, 300, meta=meta))
+    assert [len(b[1]) for b in batches] == [300] * 6 + [200]
+    assert sorted(_ids_checked(batches)) == list(range(ROWS))
+
+
+def test_dropping_an_infinite_iterator_stops_reader_threads(written):
+    url, meta = written
+    before = threading.active_count()
+    iterator = iter(open_shard_dataset(url, 0, 2, 16, meta=meta, workers=3))
+    for _ in range(5):
+        next(iterator)
+    assert threading.active_count() > before
+    del iterator
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rank": 2, "size": 2}, "rank 2 is invalid; expected an int in [0, 2)"),
+    ({"rank": 0, "size": 5}, "size 5 is invalid"),
+    ({"rank": 0, "size": 1, "batch_size": 0}, "batch_size 0 is invalid"),
+])
+def test_bad_arguments_fail_before_reading(written, kwargs, message):
+    url, meta = written
+    kwargs = {"batch_size": 8, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        open_shard_dataset(url, kwargs["rank"], kwargs["size"], kwargs["batch_size"], meta=meta)
