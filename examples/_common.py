@@ -28,20 +28,28 @@ def spark_session(master: str | None, app: str) -> SparkSession:
     builder = SparkSession.builder.appName(app)
     if master:
         builder = builder.master(master)
-    elif "spark.master" not in SparkSession.builder._options and not os.environ.get(
-            "SPARK_SUBMIT_ARGS") and "pyspark-shell" not in os.environ.get("PYSPARK_SUBMIT_ARGS",
-                                                                            ""):
+    elif not _master_given_elsewhere():
         builder = builder.master("local[2]")
     spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
+def _master_given_elsewhere() -> bool:
+    """True under spark-submit (its JVM, which holds --master, hands the driver a gateway) or
+    when PYSPARK_SUBMIT_ARGS may name one: a master set on the builder would override theirs."""
+    return ("PYSPARK_GATEWAY_PORT" in os.environ
+            or "spark.master" in SparkSession.builder._options
+            or "pyspark-shell" in os.environ.get("PYSPARK_SUBMIT_ARGS", ""))
+
+
 def save_and_reload(model: PipelineModel, path: str, test: DataFrame, column: str) -> None:
     """Save the fitted pipeline, load it back, and check it predicts the same."""
     model.write().overwrite().save(path)
     reloaded = PipelineModel.load(path)
-    first = model.transform(test.limit(5)).select(column).collect()
-    again = reloaded.transform(test.limit(5)).select(column).collect()
-    assert first == again, "reloaded pipeline predicts differently"
+    # Fixed rows: on a cluster, `test.limit(5)` may pick other rows or another order each time.
+    rows = test.sparkSession.createDataFrame(test.limit(5).collect(), test.schema)
+    first = [r[0] for r in model.transform(rows).select(column).collect()]
+    again = [r[0] for r in reloaded.transform(rows).select(column).collect()]
+    assert first == again, f"reloaded pipeline predicts differently: {first} != {again}"
     print(f"saved the PipelineModel to {path}; reloaded it and got the same predictions")

@@ -34,7 +34,7 @@ def main() -> None:
     spark = spark_session(args.master, "sparkdl-digits-cnn")
     digits = load_digits()
     rows = [(i, [float(p) / 16.0 for p in x], int(y))
-            for i, (x, y) in enumerate(zip(digits.data, digits.target))]
+            for i, (x, y) in enumerate(zip(digits.data, digits.target, strict=True))]
     df = spark.createDataFrame(rows, "id long, pixels array<double>, digit int")
     train, test = df.randomSplit([0.8, 0.2], seed=42)
 

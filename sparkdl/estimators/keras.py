@@ -144,7 +144,7 @@ class _FitPlan:
             check.check_positive("num_proc", num_proc)
         self.store = check.check_store(est.getStore())
         check.check_run_id(est.getRunId())
-        # one seed for every rank: the reader's shard assignment depends on it
+        # one seed for every rank: shuffling order and initialisation are reproducible from it
         self.seed = est.getRandomSeed()
         if self.seed is None:
             self.seed = random.randrange(2**31)

@@ -4,6 +4,7 @@ Runs in the rank's child process (no SparkSession). Rank 0 returns the trained m
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -14,6 +15,8 @@ from typing import Any
 
 from sparkdl.data.meta import DatasetMeta
 from sparkdl.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +37,7 @@ class KerasTrainSpec:
     train_steps: int | None
     val_steps: int | None
     shuffle: bool
-    seed: int  # the same on every rank: shard assignment and shuffling depend on it
+    seed: int  # from the driver: shuffling and initialisation reproducible from one number
     verbose: int
 
 
@@ -48,8 +51,11 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     import tensorflow as tf
 
     hvd.init()
-    tf.config.threading.set_intra_op_parallelism_threads(
-        max(1, (os.cpu_count() or 1) // hvd.local_size()))
+    try:  # share the host's cores among its ranks instead of each rank taking them all
+        tf.config.threading.set_intra_op_parallelism_threads(
+            max(1, (os.cpu_count() or 1) // hvd.local_size()))
+    except RuntimeError:  # TF already initialised, e.g. by unpickling Keras Metric objects
+        log.info("TensorFlow was initialised before training; keeping its thread count")
     tf.keras.utils.set_random_seed(spec.seed + hvd.rank())
 
     from sparkdl.train.callbacks import CheckpointCallback, ProgressCallback

@@ -117,7 +117,9 @@ def test_validation_by_column_reports_val_metrics(spark, data, store_root):
     train, _ = data
     df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
         train.withColumn("is_val", (F.col("id") % 5 == 0)))
-    fitted = _estimator(store_root, validation="is_val", epochs=2).fit(df)
+    # a Keras metric object (not just a name) works too
+    fitted = _estimator(store_root, validation="is_val", epochs=2,
+                        metrics=[tf.keras.metrics.BinaryAccuracy(name="accuracy")]).fit(df)
     history = fitted.getHistory()
     assert len(history["val_loss"]) == 2 and len(history["val_accuracy"]) == 2
 
