@@ -9,8 +9,9 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
@@ -43,12 +44,14 @@ class _Validation:
 def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
                 label_cols: str | Sequence[str], *, sample_weight_col: str | None = None,
                 validation: float | str | None = None, num_proc: int,
-                float_dtype: str | None = "float32", seed: int = 42) -> DatasetMeta:
+                float_dtype: str | None = "float32", seed: int = 42,
+                check: Callable[[dict[str, ColumnSpec]], None] | None = None) -> DatasetMeta:
     """Write the training columns of `df` as Parquet under ``store.data_dir(key)``.
 
     The same plan with the same arguments reuses what is already in the store. Bad input raises
     ValueError before anything is written. `validation`: None, a fraction in (0, 1), or the name
-    of a boolean/integer column (true/non-zero = validation row; not written).
+    of a boolean/integer column (true/non-zero = validation row; not written). `check` sees the
+    profiled column specs (all sizes known) before anything is written, and may raise.
     """
     features, labels = _names(feature_cols, "feature_cols"), _names(label_cols, "label_cols")
     _check_args(store, num_proc, float_dtype, seed, sample_weight_col)
@@ -57,22 +60,37 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
     specs = inspect_columns(df, list(roles), float_dtype)
     key = cache_key(df, features=features, labels=labels, weight=sample_weight_col,
                     validation=validation, float_dtype=float_dtype, seed=seed, num_proc=num_proc)
-    cached = DatasetMeta.load(store, key)
-    if cached is not None:
-        logger.info("reusing materialized data %s", store.data_dir(key))
-        return cached
-    by_column = split is not None and split.column is not None
-    profile = profile_columns(df, specs, roles, validation_col=split.column if by_column else None,
-                              is_val=split.is_val if by_column else None)
-    if profile.rows < num_proc:
-        raise ValueError(f"DataFrame has {profile.rows} rows; expected at least "
-                         f"num_proc={num_proc} so that every process gets data")
-    train, val = _write(df, store, key, split, profile, num_proc)
-    meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
-                       sample_weight_col=sample_weight_col, columns=profile.columns,
-                       train=train, val=val, store=store)
-    meta.save()
-    return meta
+    with _lock_for(key):  # concurrent fits of one DataFrame write it once
+        cached = DatasetMeta.load(store, key)
+        if cached is not None:
+            logger.info("reusing materialized data %s", store.data_dir(key))
+            if check is not None:
+                check(cached.columns)
+            return cached
+        by_column = split is not None and split.column is not None
+        profile = profile_columns(df, specs, roles,
+                                  validation_col=split.column if by_column else None,
+                                  is_val=split.is_val if by_column else None)
+        if profile.rows < num_proc:
+            raise ValueError(f"DataFrame has {profile.rows} rows; expected at least "
+                             f"num_proc={num_proc} so that every process gets data")
+        if check is not None:
+            check(profile.columns)
+        train, val = _write(df, store, key, split, profile, num_proc)
+        meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
+                           sample_weight_col=sample_weight_col, columns=profile.columns,
+                           train=train, val=val, store=store)
+        meta.save()
+        return meta
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
 
 
 def cache_key(df: DataFrame, **params: object) -> str:

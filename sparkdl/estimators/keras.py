@@ -76,8 +76,9 @@ class KerasEstimator(Estimator, KerasParams, MLWritable, MLReadable):
         meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
                            sample_weight_col=self.getSampleWeightCol(),
                            validation=self.getValidation(), num_proc=num_proc,
-                           seed=42 if self.getRandomSeed() is None else self.getRandomSeed())
-        check.check_input_shapes(plan.model, plan.feature_cols, meta.columns)
+                           seed=42 if self.getRandomSeed() is None else self.getRandomSeed(),
+                           check=lambda specs: check.check_input_shapes(
+                               plan.model, plan.feature_cols, specs))
         run_id = self.getRunId() or _new_run_id()
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
                  num_proc, meta.train_rows, meta.val_rows)
