@@ -5,9 +5,11 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 
-from pyspark.ml import PipelineModel
+from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 
 def parse_args(description: str, epochs: int) -> argparse.Namespace:
@@ -53,3 +55,17 @@ def save_and_reload(model: PipelineModel, path: str, test: DataFrame, column: st
     again = [r[0] for r in reloaded.transform(rows).select(column).collect()]
     assert first == again, f"reloaded pipeline predicts differently: {first} != {again}"
     print(f"saved the PipelineModel to {path}; reloaded it and got the same predictions")
+
+
+def timed_fit(pipeline: Pipeline, train: DataFrame) -> PipelineModel:
+    t0 = time.monotonic()
+    model = pipeline.fit(train)
+    print(f"fit took {time.monotonic() - t0:.1f}s")
+    return model
+
+
+def print_class_accuracy(predicted: DataFrame, label: str, output: str, what: str) -> None:
+    """Held-out accuracy of a softmax output column (array of class probabilities)."""
+    hit = F.expr(f"array_position({output}, array_max({output})) - 1") == F.col(label)
+    accuracy = predicted.select(F.avg(hit.cast("double"))).first()[0]
+    print(f"held-out accuracy: {accuracy:.4f} on {predicted.count()} {what}")

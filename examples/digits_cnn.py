@@ -6,12 +6,10 @@ Run: python examples/digits_cnn.py [--master local[2]] [--num-proc 2] [--epochs 
 from __future__ import annotations
 
 import os
-import time
 
 import tensorflow as tf
-from _common import parse_args, save_and_reload, spark_session
+from _common import parse_args, print_class_accuracy, save_and_reload, spark_session, timed_fit
 from pyspark.ml import Pipeline
-from pyspark.sql import functions as F
 from sklearn.datasets import load_digits
 
 from sparkdl import KerasEstimator, Store
@@ -43,15 +41,9 @@ def main() -> None:
                          feature_cols=["pixels"], label_cols=["digit"],
                          store=Store.create(args.store), num_proc=args.num_proc, batch_size=32,
                          epochs=args.epochs, validation=0.1, random_seed=1)
-    t0 = time.monotonic()
-    model = Pipeline(stages=[est]).fit(train)
-    print(f"fit took {time.monotonic() - t0:.1f}s")
+    model = timed_fit(Pipeline(stages=[est]), train)
 
-    predicted = model.transform(test).withColumn(
-        "predicted", F.expr("array_position(digit__output, array_max(digit__output)) - 1"))
-    accuracy = predicted.select(F.avg((F.col("predicted") == F.col("digit")).cast("double"))
-                                ).first()[0]
-    print(f"held-out accuracy: {accuracy:.4f} on {test.count()} digits")
+    print_class_accuracy(model.transform(test), "digit", "digit__output", "digits")
     save_and_reload(model, args.model_path or os.path.join(args.store, "models", "digits_cnn"),
                     test, "digit__output")
     spark.stop()

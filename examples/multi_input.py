@@ -10,10 +10,9 @@ Run: python examples/multi_input.py [--master local[2]] [--num-proc 2] [--epochs
 from __future__ import annotations
 
 import os
-import time
 
 import tensorflow as tf
-from _common import parse_args, save_and_reload, spark_session
+from _common import parse_args, print_class_accuracy, save_and_reload, spark_session, timed_fit
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.sql import Column, DataFrame
@@ -81,15 +80,9 @@ def main() -> None:
         StandardScaler(inputCol="raw_stats", outputCol="stats", withMean=True, withStd=True),
         est,
     ])
-    t0 = time.monotonic()
-    model = pipeline.fit(train)
-    print(f"fit took {time.monotonic() - t0:.1f}s")
+    model = timed_fit(pipeline, train)
 
-    predicted = model.transform(test).withColumn(
-        "predicted", F.expr("array_position(digit__output, array_max(digit__output)) - 1"))
-    accuracy = predicted.select(F.avg((F.col("predicted") == F.col("digit")).cast("double"))
-                                ).first()[0]
-    print(f"held-out accuracy: {accuracy:.4f} on {test.count()} digits")
+    print_class_accuracy(model.transform(test), "digit", "digit__output", "digits")
     save_and_reload(model, args.model_path or os.path.join(args.store, "models", "multi_input"),
                     test, "digit__output")
     spark.stop()

@@ -9,10 +9,9 @@ Run: python examples/tabular_regression.py [--master local[2]] [--num-proc 2] [-
 from __future__ import annotations
 
 import os
-import time
 
 import tensorflow as tf
-from _common import parse_args, save_and_reload, spark_session
+from _common import parse_args, save_and_reload, spark_session, timed_fit
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.sql import functions as F
@@ -57,9 +56,7 @@ def main() -> None:
         StandardScaler(inputCol="features", outputCol="scaled", withMean=True, withStd=True),
         est,
     ])
-    t0 = time.monotonic()
-    model = pipeline.fit(train)
-    print(f"fit took {time.monotonic() - t0:.1f}s")
+    model = timed_fit(pipeline, train)
 
     predicted = model.transform(test)
     baseline = rmse(test.withColumn("mean", F.lit(mean)), "progression", "mean")

@@ -1,22 +1,21 @@
-"""KerasEstimator and KerasModel: distributed Keras training and batch inference as Spark ML stages."""
+"""KerasEstimator and KerasModel: distributed Keras training and batch inference in Spark ML."""
 from __future__ import annotations
 
 import hashlib
 import logging
 import random
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import cloudpickle
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
-from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
 from sparkdl.estimators import validation as check
 from sparkdl.estimators.params import TrainingParams, _param, with_accessors
-from sparkdl.estimators.persistence import BlobParamsReader, BlobParamsWriter
+from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
 from sparkdl.estimators.transform import predict_dataframe
 
@@ -42,7 +41,7 @@ class KerasParams(TrainingParams):
 
 
 @with_accessors
-class KerasEstimator(Estimator, KerasParams, MLWritable, MLReadable):
+class KerasEstimator(Estimator, KerasParams, BlobPersistence):
     """Trains a Keras model with Horovod on `num_proc` barrier-mode Spark tasks; fit returns a
     KerasModel."""
 
@@ -91,16 +90,6 @@ class KerasEstimator(Estimator, KerasParams, MLWritable, MLReadable):
         return self._copyValues(model)
 
     # persistence: JSON params as metadata, the rest (model, optimizer, ...) as blobs
-    def write(self) -> BlobParamsWriter:
-        return BlobParamsWriter(self)
-
-    @classmethod
-    def read(cls) -> BlobParamsReader:
-        return BlobParamsReader(cls)
-
-    def _extra_metadata(self) -> dict[str, Any]:
-        return {}
-
     def _blobs(self) -> dict[str, bytes]:
         from sparkdl.train.serialize import model_to_bytes
 
@@ -193,11 +182,11 @@ class _FitPlan:
 
 
 def _new_run_id() -> str:
-    return f"run_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+    return f"run_{datetime.now(UTC):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
 
 
 @with_accessors
-class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
+class KerasModel(Model, TrainingParams, BlobPersistence):
     """A trained Keras model; transform appends its predictions, computed on the executors."""
 
     def __init__(self) -> None:
@@ -225,7 +214,7 @@ class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
         return self._keras
 
     def getHistory(self) -> dict[str, list[float]]:
-        """Per-epoch metrics of the fit that made this model; 'epoch' holds 1-based epoch numbers."""
+        """Per-epoch metrics of the fit that made this model; 'epoch' lists 1-based epochs."""
         return {k: list(v) for k, v in self._history.items()}
 
     def getRunHistory(self) -> dict[str, list[float]]:
@@ -246,13 +235,6 @@ class KerasModel(Model, TrainingParams, MLWritable, MLReadable):
         return predict_dataframe(df, self._require_bytes(), _digest(self._require_bytes()), model,
                                  self.getFeatureCols(), self.resolved_output_cols(),
                                  self.getBatchSize(), self.getCustomObjects())
-
-    def write(self) -> BlobParamsWriter:
-        return BlobParamsWriter(self)
-
-    @classmethod
-    def read(cls) -> BlobParamsReader:
-        return BlobParamsReader(cls)
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {"history": self._history, "run_history": self._run_history,

@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
+from pyspark.ml.util import (
+    DefaultParamsReader,
+    DefaultParamsWriter,
+    MLReadable,
+    MLReader,
+    MLWritable,
+    MLWriter,
+)
 from pyspark.sql import SparkSession
 
 BLOBS = "blobs"
@@ -53,6 +60,22 @@ class BlobParamsReader(MLReader):
         instance = self.cls()
         DefaultParamsReader.getAndSetParams(instance, metadata)
         instance._resetUid(metadata["uid"])
-        blobs = {r["name"]: bytes(r["data"]) for r in spark.read.parquet(f"{path}/{BLOBS}").collect()}
+        rows = spark.read.parquet(f"{path}/{BLOBS}").collect()
+        blobs = {r["name"]: bytes(r["data"]) for r in rows}
         instance._restore(blobs, metadata)
         return instance
+
+
+class BlobPersistence(MLWritable, MLReadable):
+    """Mixin: save/load through BlobParamsWriter/Reader. Subclasses provide `_blobs()`,
+    `_extra_metadata()` and `_restore(blobs, metadata)`."""
+
+    def write(self) -> BlobParamsWriter:
+        return BlobParamsWriter(self)
+
+    @classmethod
+    def read(cls) -> BlobParamsReader:
+        return BlobParamsReader(cls)
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {}

@@ -38,7 +38,7 @@ def predict_dataframe(df: DataFrame, model_bytes: bytes, model_key: str, model: 
                        output_cols=list(output_cols), scalar_outputs=scalar, batch_size=batch_size)
     schema = T.StructType(prepared.schema.fields + [
         T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
-        for c, s in zip(output_cols, scalar)])
+        for c, s in zip(output_cols, scalar, strict=True)])
     broadcast = df.sparkSession.sparkContext.broadcast(model_bytes)
     fn = make_predict_fn(spec, broadcast, custom_objects)
     return prepared.mapInArrow(fn, schema).drop(*spec.input_cols)

@@ -52,7 +52,7 @@ def check_columns(param: str, cols: Sequence[str] | None, available: Sequence[st
 def check_input_shapes(model: tf.keras.Model, feature_cols: Sequence[str],
                        specs: Mapping[str, ColumnSpec]) -> None:
     """Each feature column's per-row size fits its model input (reshaping allowed)."""
-    for col, tensor in zip(feature_cols, model.inputs):
+    for col, tensor in zip(feature_cols, model.inputs, strict=True):
         shape = tuple(tensor.shape[1:])
         spec = specs[col]
         if any(d is None for d in spec.shape) or any(d is None for d in shape):

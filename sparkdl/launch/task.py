@@ -35,7 +35,7 @@ class TaskSpec:
 
 
 def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]], Iterator[bytes]]:
-    """The mapPartitions function of the barrier stage; `payload` is a Broadcast of the pickled fn."""
+    """The barrier stage's mapPartitions function; `payload` is a Broadcast of the pickled fn."""
 
     def barrier_task(_: Iterator[Any]) -> Iterator[bytes]:
         from pyspark import BarrierTaskContext
@@ -86,7 +86,7 @@ def _iface_of(host: str) -> str | None:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the Spark worker dies, so no rank outlives its task."""
+    """In the child before exec: SIGKILL when the Spark worker dies; no rank outlives its task."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:

@@ -1,4 +1,4 @@
-"""Keras callbacks that rank 0 adds to training: per-epoch checkpoints and progress to the driver."""
+"""Keras callbacks rank 0 adds to training: per-epoch checkpoints and progress to the driver."""
 from __future__ import annotations
 
 import time

@@ -69,5 +69,5 @@ def copy_optimizer_state(optimizer: Any, values: list[Any], trainable: list[Any]
     if len(optimizer.variables) != len(values):
         raise ValueError(f"checkpoint has {len(values)} optimizer variables; the optimizer has "
                          f"{len(optimizer.variables)}: was the model or optimizer changed?")
-    for var, value in zip(optimizer.variables, values):
+    for var, value in zip(optimizer.variables, values, strict=True):
         var.assign(value)

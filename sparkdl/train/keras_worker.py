@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-
 from sparkdl.data.meta import DatasetMeta
 from sparkdl.store import Store
 
@@ -88,8 +87,8 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
         steps_per_epoch=spec.train_steps or steps_for(meta.train_rows, spec.batch_size, hvd.size()),
         validation_data=val_ds,
-        validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size, hvd.size())
-                          ) if val_ds is not None else None,
+        validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size,
+                                                      hvd.size())) if val_ds is not None else None,
         callbacks=callbacks, verbose=2 if spec.verbose >= 2 and hvd.rank() == 0 else 0)
     fit_seconds = time.monotonic() - t0
     if hvd.rank() != 0:
@@ -121,7 +120,7 @@ def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[A
                                  spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed)
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     stored = [meta.columns[c].shape for c in meta.feature_cols]
-    if all(_same(a, b) for a, b in zip(shapes, stored)):
+    if all(_same(a, b) for a, b in zip(shapes, stored, strict=True)):
         return train, val
     reshape = _reshaper(shapes, len(meta.feature_cols) == 1)
     return train.map(reshape), (val.map(reshape) if val is not None else None)
@@ -129,7 +128,7 @@ def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[A
 
 def _same(model_shape: tuple, stored: tuple) -> bool:
     return len(model_shape) == len(stored) and all(
-        m is None or m == s for m, s in zip(model_shape, stored))
+        m is None or m == s for m, s in zip(model_shape, stored, strict=True))
 
 
 def _reshaper(shapes: list[tuple], single: bool) -> Any:
@@ -141,7 +140,7 @@ def _reshaper(shapes: list[tuple], single: bool) -> Any:
     def reshape(features: Any, *rest: Any) -> Any:
         if single:
             return (fix(shapes[0], features), *rest)
-        return (tuple(fix(s, x) for s, x in zip(shapes, features)), *rest)
+        return (tuple(fix(s, x) for s, x in zip(shapes, features, strict=True)), *rest)
 
     return reshape
 

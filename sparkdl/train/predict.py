@@ -75,15 +75,16 @@ def _predict_batch(model: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa.R
                  for scalar in spec.scalar_outputs]
         return pa.RecordBatch.from_arrays(list(batch.columns) + empty,
                                           names=list(batch.schema.names) + list(spec.output_cols))
-    inputs = [_column_array(batch.column(c), s) for c, s in zip(spec.input_cols, spec.input_shapes)]
+    inputs = [_column_array(batch.column(c), s)
+              for c, s in zip(spec.input_cols, spec.input_shapes, strict=True)]
     chunks = []
     for start in range(0, n, spec.batch_size):
         x = [a[start:start + spec.batch_size] for a in inputs]
         out = model.predict_on_batch(x if len(x) > 1 else x[0])
         chunks.append(out if isinstance(out, (list, tuple)) else [out])
-    outputs = [np.concatenate([c[j] for c in chunks]) if chunks else np.zeros((0,))
-               for j in range(len(spec.output_cols))]
-    arrays = [_to_arrow(o, n, scalar) for o, scalar in zip(outputs, spec.scalar_outputs)]
+    outputs = [np.concatenate([c[j] for c in chunks]) for j in range(len(spec.output_cols))]
+    arrays = [_to_arrow(o, n, scalar)
+              for o, scalar in zip(outputs, spec.scalar_outputs, strict=True)]
     return pa.RecordBatch.from_arrays(list(batch.columns) + arrays,
                                       names=list(batch.schema.names) + list(spec.output_cols))
 

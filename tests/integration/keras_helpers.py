@@ -14,7 +14,7 @@ def separable_df(spark, rows=2000, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, 4))
     y = (x @ np.array([1.0, -2.0, 0.5, 0.0]) > 0).astype(float)
-    data = [(i, *map(float, r), float(t)) for i, (r, t) in enumerate(zip(x, y))]
+    data = [(i, *map(float, r), float(t)) for i, (r, t) in enumerate(zip(x, y, strict=True))]
     return spark.createDataFrame(data, ["id", "a", "b", "c", "d", "label"])
 
 

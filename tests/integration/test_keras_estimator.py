@@ -35,9 +35,9 @@ def test_pipeline_learns_predicts_saves_and_loads(spark, data, store_root, tmp_p
     pm = Pipeline(stages=[assembler, _estimator(store_root, validation=0.2)]).fit(train)
 
     # progress reached the driver while training ran: one line per epoch with rank 0's metrics
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch ")]
-    assert [l.split(" - ")[0] for l in lines] == [f"Epoch {i}/4" for i in range(1, 5)]
-    assert all("val_loss" in l and "accuracy" in l for l in lines)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Epoch ")]
+    assert [line.split(" - ")[0] for line in lines] == [f"Epoch {i}/4" for i in range(1, 5)]
+    assert all("val_loss" in line and "accuracy" in line for line in lines)
 
     keras_model = pm.stages[-1]
     history = keras_model.getHistory()

@@ -105,8 +105,9 @@ def _report_progress():
 
 def test_messages_from_ranks_reach_the_driver_while_running(spark):
     seen = []
-    assert sparkdl.run(_report_progress, num_proc=2,
-                       on_message=lambda rank, msg: seen.append((rank, msg["step"]))) == ["done"] * 2
+    results = sparkdl.run(_report_progress, num_proc=2,
+                          on_message=lambda rank, msg: seen.append((rank, msg["step"])))
+    assert results == ["done"] * 2
     assert sorted(seen) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
 
 

@@ -148,8 +148,8 @@ def _bad_frames(spark):
     cols = ["a", "b", "c", "d", "label", "name", "arr"]
     df = spark.createDataFrame(base, cols)
     nulls = spark.createDataFrame([(1.0, None), (2.0, 0.0), (None, 1.0)], "a double, label double")
-    vec = spark.createDataFrame([(Vectors.dense([1.0, 2.0]), 1.0), (Vectors.dense([3.0, 4.0]), 0.0)],
-                                ["v", "label"])
+    vec = spark.createDataFrame([(Vectors.dense([1.0, 2.0]), 1.0),
+                                 (Vectors.dense([3.0, 4.0]), 0.0)], ["v", "label"])
     four = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(df)
     one_input = dict(model=mlp(inputs=1))
     return {
