@@ -17,7 +17,7 @@ demo: venv
 	$(PY) examples/digits_cnn.py
 
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 cluster-up: venv
 	SPARKDL_PYTHON=$(abspath $(PY)) bash scripts/cluster.sh up

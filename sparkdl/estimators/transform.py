@@ -14,6 +14,7 @@ from sparkdl.estimators import validation as check
 from sparkdl.train.predict import PredictSpec, make_predict_fn
 
 _TMP = "__sparkdl_input_{}"
+MIN_INFERENCE_BATCH = 512  # rows per forward pass: a training batch size is too small to be fast
 
 
 def predict_dataframe(df: DataFrame, model_bytes: bytes, model_key: str, model: Any,
@@ -35,13 +36,14 @@ def predict_dataframe(df: DataFrame, model_bytes: bytes, model_key: str, model: 
     spec = PredictSpec(model_key=model_key,
                        input_cols=[_TMP.format(i) for i in range(len(feature_cols))],
                        input_shapes=[tuple(t.shape[1:]) for t in model.inputs],
-                       output_cols=list(output_cols), scalar_outputs=scalar, batch_size=batch_size)
-    schema = T.StructType(prepared.schema.fields + [
+                       output_cols=list(output_cols), scalar_outputs=scalar,
+                       batch_size=max(batch_size, MIN_INFERENCE_BATCH))
+    schema = T.StructType(df.schema.fields + [
         T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
         for c, s in zip(output_cols, scalar, strict=True)])
     broadcast = df.sparkSession.sparkContext.broadcast(model_bytes)
     fn = make_predict_fn(spec, broadcast, custom_objects)
-    return prepared.mapInArrow(fn, schema).drop(*spec.input_cols)
+    return prepared.mapInArrow(fn, schema)
 
 
 def _as_float32(df: DataFrame, col: str) -> Any:

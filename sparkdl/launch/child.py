@@ -24,3 +24,6 @@ if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
     sys.stdout.flush()
     sys.stderr.flush()
+    # The result is safely on disk: skip interpreter teardown (TensorFlow and Horovod take
+    # about 0.6 s to unwind), which no caller waits for.
+    os._exit(0)

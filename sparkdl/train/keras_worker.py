@@ -50,9 +50,9 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     import tensorflow as tf
 
     hvd.init()
-    try:  # share the host's cores among its ranks instead of each rank taking them all
+    try:  # share the cores this process may use among the host's ranks
         tf.config.threading.set_intra_op_parallelism_threads(
-            max(1, (os.cpu_count() or 1) // hvd.local_size()))
+            max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
     except RuntimeError:  # TF already initialised, e.g. by unpickling Keras Metric objects
         log.info("TensorFlow was initialised before training; keeping its thread count")
     tf.keras.utils.set_random_seed(spec.seed + hvd.rank())
@@ -61,10 +61,11 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     from sparkdl.train.checkpoint import copy_optimizer_state, load_latest_checkpoint, restore
     from sparkdl.train.serialize import model_from_bytes, model_to_bytes, optimizer_from_config
 
+    distributed = hvd.size() > 1  # one rank needs no gradient averaging or broadcasts
     model = model_from_bytes(spec.model, spec.custom_objects, compile=False)
-    optimizer = hvd.DistributedOptimizer(
-        optimizer_from_config(spec.optimizer, hvd.size(), spec.custom_objects))
-    model.compile(optimizer=optimizer, **spec.compile_args)
+    optimizer = optimizer_from_config(spec.optimizer, hvd.size(), spec.custom_objects)
+    model.compile(optimizer=hvd.DistributedOptimizer(optimizer) if distributed else optimizer,
+                  **spec.compile_args)
 
     ckpt = load_latest_checkpoint(spec.store, spec.run_id)
     initial_epoch, run_history = 0, {}
@@ -73,8 +74,16 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         initial_epoch, run_history = ckpt.epoch, ckpt.history
 
     train_ds, val_ds = _datasets(spec, model, hvd.rank(), hvd.size())
-    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-                 hvd.callbacks.MetricAverageCallback(), *spec.callbacks]
+    callbacks = list(spec.callbacks)
+    if distributed:
+        # Start every rank from rank 0's weights (and its optimizer state on resume) once,
+        # rather than through a callback hooked on every batch.
+        from horovod.tensorflow import broadcast_variables
+
+        broadcast_variables(model.variables, root_rank=0)
+        if model.optimizer.variables:
+            broadcast_variables(model.optimizer.variables, root_rank=0)
+        callbacks.insert(0, hvd.callbacks.MetricAverageCallback())
     logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if hvd.rank() == 0 else ""
     checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
     if hvd.rank() == 0:

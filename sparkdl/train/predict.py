@@ -34,14 +34,16 @@ def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: dict[st
     """The mapInArrow function; `model_bytes` is a Broadcast of the `.keras` bytes."""
 
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        model = _load(spec.model_key, model_bytes, custom_objects)
+        forward = _load(spec, model_bytes, custom_objects)
         for batch in batches:
-            yield _predict_batch(model, spec, batch)
+            yield _predict_batch(forward, spec, batch)
 
     return predict
 
 
-def _load(key: str, model_bytes: Any, custom_objects: dict[str, Any]) -> Any:
+def _load(spec: PredictSpec, model_bytes: Any, custom_objects: dict[str, Any]) -> Any:
+    """The model's compiled forward pass, built once per Python worker and model."""
+    key = spec.model_key
     with _lock:
         if key not in _models:
             import tensorflow as tf
@@ -53,8 +55,17 @@ def _load(key: str, model_bytes: Any, custom_objects: dict[str, Any]) -> Any:
                 pass  # TensorFlow already initialised in this worker
             from sparkdl.train.serialize import model_from_bytes
 
+            model = model_from_bytes(model_bytes.value, custom_objects, compile=False)
+            signature = [tf.TensorSpec((None, *shape), tf.float32) for shape in spec.input_shapes]
+
+            # One traced graph for every batch: predict_on_batch builds a tf.data pipeline per
+            # call, which costs more than the forward pass of a small model.
+            @tf.function(input_signature=signature)
+            def forward(*inputs: Any) -> Any:
+                return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+
             _models.clear()  # one model per worker: a new fit's model replaces the old
-            _models[key] = model_from_bytes(model_bytes.value, custom_objects, compile=False)
+            _models[key] = forward
         return _models[key]
 
 
@@ -68,25 +79,27 @@ def _column_array(column: pa.Array, shape: tuple) -> np.ndarray:
     return np.asarray(values, dtype=np.float32).reshape(n, *dims)
 
 
-def _predict_batch(model: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa.RecordBatch:
+def _predict_batch(forward: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch's own columns (less the prepared inputs, which need not go back to the JVM)
+    plus one column per model output."""
     n = batch.num_rows
+    kept = [i for i, name in enumerate(batch.schema.names) if name not in spec.input_cols]
+    columns = [batch.column(i) for i in kept]
+    names = [batch.schema.names[i] for i in kept] + list(spec.output_cols)
     if n == 0:
         empty = [pa.array([], pa.float32()) if scalar else pa.array([], pa.list_(pa.float32()))
                  for scalar in spec.scalar_outputs]
-        return pa.RecordBatch.from_arrays(list(batch.columns) + empty,
-                                          names=list(batch.schema.names) + list(spec.output_cols))
+        return pa.RecordBatch.from_arrays(columns + empty, names=names)
     inputs = [_column_array(batch.column(c), s)
               for c, s in zip(spec.input_cols, spec.input_shapes, strict=True)]
     chunks = []
     for start in range(0, n, spec.batch_size):
-        x = [a[start:start + spec.batch_size] for a in inputs]
-        out = model.predict_on_batch(x if len(x) > 1 else x[0])
-        chunks.append(out if isinstance(out, (list, tuple)) else [out])
+        out = forward(*[a[start:start + spec.batch_size] for a in inputs])
+        chunks.append([t.numpy() for t in out] if isinstance(out, (list, tuple)) else [out.numpy()])
     outputs = [np.concatenate([c[j] for c in chunks]) for j in range(len(spec.output_cols))]
     arrays = [_to_arrow(o, n, scalar)
               for o, scalar in zip(outputs, spec.scalar_outputs, strict=True)]
-    return pa.RecordBatch.from_arrays(list(batch.columns) + arrays,
-                                      names=list(batch.schema.names) + list(spec.output_cols))
+    return pa.RecordBatch.from_arrays(columns + arrays, names=names)
 
 
 def _to_arrow(out: np.ndarray, n: int, scalar: bool) -> pa.Array:

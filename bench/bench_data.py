@@ -1,0 +1,135 @@
+"""Data-path throughput: materialize vs a plain Parquet write, and the shard reader vs pyarrow.
+
+Both writers read the same cached DataFrame, so the figures compare write paths, not data
+generation. Run: ``.venv/bin/python bench/bench_data.py --rows 200000``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import pyarrow.parquet as pq
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from sparkdl.data.materialize import materialize
+from sparkdl.data.meta import DatasetMeta
+from sparkdl.data.reader import open_shard_dataset
+from sparkdl.store import Store
+
+
+def main() -> None:
+    args = _parse_args()
+    spark = (SparkSession.builder.master(args.master).appName("bench_data")
+             .config("spark.ui.enabled", "false").config("spark.driver.memory", "6g")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    source = _cached(spark.range(args.rows).select(
+        array_to_vector(F.array(*[F.rand(i) for i in range(args.dim)])).alias("features"),
+        (F.col("id") % 10).cast("double").alias("label")))
+    converted = _cached(source.select(vector_to_array("features", "float32").alias("features"),
+                                      F.col("label").cast("float").alias("label")))
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        store = Store.create(os.path.join(tmp, "store"))
+        meta = _bench_writes(args, source, converted, store, os.path.join(tmp, "plain"))
+        _bench_reads(args, store, meta)
+    spark.stop()
+
+
+def _bench_writes(args: argparse.Namespace, source: DataFrame, converted: DataFrame,
+                  store: Store, plain_dir: str) -> DatasetMeta:
+    """Time materialize (released after each run, so none is a cache hit) and a plain write."""
+    def run_materialize() -> DatasetMeta:
+        return materialize(source, store, "features", "label", num_proc=args.num_proc)
+
+    def run_plain() -> None:
+        converted.write.mode("overwrite").parquet("file://" + plain_dir)
+
+    run_materialize().release()  # warm-up: JIT, Python workers
+    run_plain()
+    materialize_s, plain_s = [], []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        meta = run_materialize()
+        materialize_s.append(time.perf_counter() - start)
+        meta.release()
+        plain_s.append(_timed(run_plain))
+    _report("write", "materialize", args.rows, materialize_s, "plain df.write.parquet", plain_s)
+    return run_materialize()
+
+
+def _bench_reads(args: argparse.Namespace, store: Store, meta: DatasetMeta) -> None:
+    """Time one pass over the written train split: the shard reader vs pyarrow into numpy."""
+    url, files = store.petastorm_url(meta.train_path), _parquet_files(meta.train_path)
+    for shuffle in (False, True):
+        def run_reader(shuffle: bool = shuffle) -> None:
+            rows = 0
+            for _, labels in open_shard_dataset(url, 0, 1, args.batch_size, meta=meta,
+                                                shuffle=shuffle, num_epochs=1):
+                rows += len(labels)
+            assert rows == args.rows, rows
+
+        run_reader()  # warm-up: TensorFlow function tracing, page cache
+        reader_s, arrow_s = [], []
+        for _ in range(args.repeat):
+            arrow_s.append(_timed(lambda: _read_with_pyarrow(files, args.dim)))
+            reader_s.append(_timed(run_reader))
+        _report(f"read (shuffle={shuffle}, batch {args.batch_size})", "open_shard_dataset",
+                args.rows, reader_s, "pyarrow -> numpy", arrow_s)
+
+
+def _read_with_pyarrow(files: list[str], dim: int) -> None:
+    for path in files:
+        table = pq.read_table(path)
+        features = table.column("features").combine_chunks().flatten().to_numpy()
+        features.reshape(-1, dim), table.column("label").to_numpy()
+
+
+def _cached(df: DataFrame) -> DataFrame:
+    df = df.cache()
+    df.count()
+    return df
+
+
+def _parquet_files(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.endswith(".parquet"))
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _report(what: str, name: str, rows: int, seconds: list[float], baseline: str,
+            baseline_seconds: list[float]) -> None:
+    """Median rows/s and ratio; best-of too, since shared machines add noise to single runs."""
+    for stat, pick in (("median", statistics.median), ("best", min)):
+        ours, theirs = rows / pick(seconds), rows / pick(baseline_seconds)
+        print(f"{what} [{stat} of {len(seconds)}]: {name} {ours:,.0f} rows/s, "
+              f"{baseline} {theirs:,.0f} rows/s, ratio {ours / theirs:.2f}")
+    print(f"  runs (s): {' '.join(f'{s:.2f}' for s in seconds)} vs "
+          f"{' '.join(f'{s:.2f}' for s in baseline_seconds)}", flush=True)
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--num-proc", type=int, default=2, help="shards materialize prepares for")
+    parser.add_argument("--master", default="local[*]")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    main()

@@ -1,0 +1,83 @@
+"""Time-to-error of each fault sparkdl must surface (issue 7): rank failures, short slots,
+bad input. Prints one row per case: seconds from calling fit/run to the exception on the driver.
+
+Run: .venv/bin/python bench/bench_faults.py
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+import tensorflow as tf
+from pyspark.ml.feature import VectorAssembler
+from pyspark.sql import SparkSession
+
+from sparkdl import KerasEstimator, Store
+
+
+class _Fail(tf.keras.callbacks.Callback):
+    """Rank 1 fails as the 2nd epoch begins: raise, exit, or SIGKILL itself."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow.keras as hvd
+
+        if epoch == 1 and hvd.rank() == 1:
+            if self.how == "raise":
+                raise RuntimeError("injected")
+            if self.how == "exit":
+                os._exit(1)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _model(inputs: int = 4) -> tf.keras.Model:
+    return tf.keras.Sequential([tf.keras.Input((inputs,)), tf.keras.layers.Dense(1)])
+
+
+def main() -> None:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("OFF")
+    rows = [(float(i), float(i % 3), float(i % 5), float(i % 7), float(i % 2)) for i in range(2000)]
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        spark.createDataFrame(rows, ["a", "b", "c", "d", "y"])).cache()
+    df.count()
+    strings = spark.createDataFrame([("x", 1.0)] * 4, ["s", "y"])
+    nulls = spark.createDataFrame([(None, 1.0)] + [(1.0, 0.0)] * 3, "a double, y double")
+    store = Store.create(tempfile.mkdtemp(prefix="sparkdl-faults-"))
+    base = dict(model=_model(), optimizer="adam", loss="mse", feature_cols=["features"],
+                label_cols=["y"], store=store, num_proc=2, epochs=3, verbose=0)
+    cases = [
+        ("rank 1 raises in a callback (epoch 2)", df, dict(callbacks=[_Fail("raise")])),
+        ("rank 1 os._exit(1) (epoch 2)", df, dict(callbacks=[_Fail("exit")])),
+        ("rank 1 SIGKILL (epoch 2)", df, dict(callbacks=[_Fail("kill")])),
+        ("num_proc=3 > 2 slots", df, dict(num_proc=3)),
+        ("missing column", df, dict(feature_cols=["nope"])),
+        ("string feature column", strings, dict(feature_cols=["s"], model=_model(1))),
+        ("null in a feature (profiling job)", nulls, dict(feature_cols=["a"], model=_model(1))),
+        ("label count != outputs", df, dict(label_cols=["y", "a"])),
+        ("num_proc=0", df, dict(num_proc=0)),
+        ("unpicklable custom object", df, dict(custom_objects={"lock": threading.Lock()})),
+    ]
+    print(f"{'fault':40s} {'seconds':>8s}  error")
+    for name, frame, overrides in cases:
+        t0 = time.monotonic()
+        try:
+            KerasEstimator(**{**base, **overrides}).fit(frame)
+            outcome = "NO ERROR"
+        except Exception as exc:  # the error is the measurement
+            outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+        print(f"{name:40s} {time.monotonic() - t0:8.2f}  {outcome}", flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
