@@ -50,20 +50,21 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     import tensorflow as tf
 
     hvd.init()
+    rank, size = hvd.rank(), hvd.size()
     try:  # share the cores this process may use among the host's ranks
         tf.config.threading.set_intra_op_parallelism_threads(
             max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
     except RuntimeError:  # TF already initialised, e.g. by unpickling Keras Metric objects
         log.info("TensorFlow was initialised before training; keeping its thread count")
-    tf.keras.utils.set_random_seed(spec.seed + hvd.rank())
+    tf.keras.utils.set_random_seed(spec.seed + rank)
 
     from sparkdl.train.callbacks import CheckpointCallback, ProgressCallback
     from sparkdl.train.checkpoint import copy_optimizer_state, load_latest_checkpoint, restore
     from sparkdl.train.serialize import model_from_bytes, model_to_bytes, optimizer_from_config
 
-    distributed = hvd.size() > 1  # one rank needs no gradient averaging or broadcasts
+    distributed = size > 1  # one rank needs no gradient averaging or broadcasts
     model = model_from_bytes(spec.model, spec.custom_objects, compile=False)
-    optimizer = optimizer_from_config(spec.optimizer, hvd.size(), spec.custom_objects)
+    optimizer = optimizer_from_config(spec.optimizer, size, spec.custom_objects)
     model.compile(optimizer=hvd.DistributedOptimizer(optimizer) if distributed else optimizer,
                   **spec.compile_args)
 
@@ -73,7 +74,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         restore(model, ckpt)
         initial_epoch, run_history = ckpt.epoch, ckpt.history
 
-    train_ds, val_ds = _datasets(spec, model, hvd.rank(), hvd.size())
+    train_ds, val_ds = _datasets(spec, model, rank, size)
     callbacks = list(spec.callbacks)
     if distributed:
         # Start every rank from rank 0's weights (and its optimizer state on resume) once,
@@ -84,9 +85,9 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         if model.optimizer.variables:
             broadcast_variables(model.optimizer.variables, root_rank=0)
         callbacks.insert(0, hvd.callbacks.MetricAverageCallback())
-    logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if hvd.rank() == 0 else ""
+    logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if rank == 0 else ""
     checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
-    if hvd.rank() == 0:
+    if rank == 0:
         callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
                       tf.keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0)]
@@ -94,13 +95,14 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     t0 = time.monotonic()
     history = model.fit(
         train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
-        steps_per_epoch=spec.train_steps or steps_for(meta.train_rows, spec.batch_size, hvd.size()),
+        steps_per_epoch=spec.train_steps or steps_for(meta.train_rows, spec.batch_size, size),
         validation_data=val_ds,
-        validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size,
-                                                      hvd.size())) if val_ds is not None else None,
-        callbacks=callbacks, verbose=2 if spec.verbose >= 2 and hvd.rank() == 0 else 0)
+        validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size, size)
+                          ) if val_ds is not None else None,
+        callbacks=callbacks, verbose=2 if spec.verbose >= 2 and rank == 0 else 0)
     fit_seconds = time.monotonic() - t0
-    if hvd.rank() != 0:
+    hvd.shutdown()  # leave Horovod together; the process then exits without interpreter teardown
+    if rank != 0:
         return None
     spec.store.put_dir(logs_dir, spec.store.logs_dir(spec.run_id))
     # The returned model carries a plain optimizer with the user's learning rate and the state
