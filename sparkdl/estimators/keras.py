@@ -196,6 +196,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._run_history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._keras: Any = None
+        self._broadcast: tuple[Any, Any, str] | None = None  # (SparkContext, Broadcast, digest)
 
     def _trained(self, model_bytes: bytes, history: dict[str, list[float]],
                  run_history: dict[str, list[float]], run_id: str | None,
@@ -231,10 +232,17 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return self._model_bytes
 
     def _transform(self, df: DataFrame) -> DataFrame:
-        model = self.getModel()
-        return predict_dataframe(df, self._require_bytes(), _digest(self._require_bytes()), model,
-                                 self.getFeatureCols(), self.resolved_output_cols(),
-                                 self.getBatchSize(), self.getCustomObjects())
+        broadcast, key = self._shipped_model(df.sparkSession.sparkContext)
+        return predict_dataframe(df, broadcast, key, self.getModel(), self.getFeatureCols(),
+                                 self.resolved_output_cols(), self.getBatchSize(),
+                                 self.getCustomObjects())
+
+    def _shipped_model(self, sc: Any) -> tuple[Any, str]:
+        """One broadcast of the model bytes per SparkContext, reused by every transform."""
+        if self._broadcast is None or self._broadcast[0] is not sc:
+            data = self._require_bytes()
+            self._broadcast = (sc, sc.broadcast(data), hashlib.sha256(data).hexdigest()[:16])
+        return self._broadcast[1], self._broadcast[2]
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {"history": self._history, "run_history": self._run_history,
@@ -249,6 +257,3 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
                       metadata.get("run_history", {}), metadata.get("run_id"),
                       cloudpickle.loads(blobs["custom_objects.pkl"]))
 
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]

@@ -17,10 +17,12 @@ _TMP = "__sparkdl_input_{}"
 MIN_INFERENCE_BATCH = 512  # rows per forward pass: a training batch size is too small to be fast
 
 
-def predict_dataframe(df: DataFrame, model_bytes: bytes, model_key: str, model: Any,
+def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: Any,
                       feature_cols: Sequence[str], output_cols: Sequence[str], batch_size: int,
                       custom_objects: dict[str, Any]) -> DataFrame:
-    """`df` with one prediction column per model output appended; input columns kept as they are."""
+    """`df` with one prediction column per model output appended; input columns kept as they are.
+
+    `model_bytes` is a Broadcast of the `.keras` bytes, `model_key` their digest."""
     check.check_columns("feature_cols", feature_cols, df.columns, len(model.inputs), "input")
     if len(output_cols) != len(model.outputs):
         raise ValueError(f"output_cols has {len(output_cols)} name(s) {list(output_cols)} but the "
@@ -41,8 +43,7 @@ def predict_dataframe(df: DataFrame, model_bytes: bytes, model_key: str, model: 
     schema = T.StructType(df.schema.fields + [
         T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
         for c, s in zip(output_cols, scalar, strict=True)])
-    broadcast = df.sparkSession.sparkContext.broadcast(model_bytes)
-    fn = make_predict_fn(spec, broadcast, custom_objects)
+    fn = make_predict_fn(spec, model_bytes, custom_objects)
     return prepared.mapInArrow(fn, schema)
 
 

@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +91,6 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
                       ProgressCallback(spec.epochs),
                       tf.keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0)]
     meta = spec.meta
-    t0 = time.monotonic()
     history = model.fit(
         train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
         steps_per_epoch=spec.train_steps or steps_for(meta.train_rows, spec.batch_size, size),
@@ -100,7 +98,6 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size, size)
                           ) if val_ds is not None else None,
         callbacks=callbacks, verbose=2 if spec.verbose >= 2 and rank == 0 else 0)
-    fit_seconds = time.monotonic() - t0
     hvd.shutdown()  # leave Horovod together; the process then exits without interpreter teardown
     if rank != 0:
         return None
@@ -114,8 +111,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     fit_history = {k: [float(x) for x in v] for k, v in history.history.items()}
     fit_history["epoch"] = [e + 1 for e in history.epoch]
     return {"model": model_to_bytes(model), "history": fit_history,
-            "run_history": checkpoints.history,
-            "initial_epoch": initial_epoch, "fit_seconds": fit_seconds}
+            "run_history": checkpoints.history}
 
 
 def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[Any, Any]:
