@@ -12,14 +12,14 @@ import tempfile
 import threading
 import time
 
-import tensorflow as tf
+import keras
 from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import SparkSession
 
 from sparkdl import KerasEstimator, Store
 
 
-class _Fail(tf.keras.callbacks.Callback):
+class _Fail(keras.callbacks.Callback):
     """Rank 1 fails as the 2nd epoch begins: raise, exit, or SIGKILL itself."""
 
     def __init__(self, how: str) -> None:
@@ -27,7 +27,7 @@ class _Fail(tf.keras.callbacks.Callback):
         self.how = how
 
     def on_epoch_begin(self, epoch, logs=None):
-        import horovod.tensorflow.keras as hvd
+        import horovod.tensorflow as hvd
 
         if epoch == 1 and hvd.rank() == 1:
             if self.how == "raise":
@@ -37,8 +37,8 @@ class _Fail(tf.keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _model(inputs: int = 4) -> tf.keras.Model:
-    return tf.keras.Sequential([tf.keras.Input((inputs,)), tf.keras.layers.Dense(1)])
+def _model(inputs: int = 4) -> keras.Model:
+    return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(1)])
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import tensorflow as tf
+import keras
 from common import (
     COMPILE,
     LEARNING_RATE,
@@ -50,7 +50,7 @@ def sparkdl_fit(df: Any, model: Any, *, num_proc: int, epochs: int, batch_size: 
     with tempfile.TemporaryDirectory(prefix="bench_fit_") as tmp:
         timing = os.path.join(tmp, "timing")
         est = KerasEstimator(
-            model=model, optimizer=tf.keras.optimizers.Adam(LEARNING_RATE), **COMPILE,
+            model=model, optimizer=keras.optimizers.Adam(LEARNING_RATE), **COMPILE,
             feature_cols=["features"], label_cols=["label"],
             store=Store.create(os.path.join(tmp, "store")), num_proc=num_proc,
             batch_size=batch_size, epochs=epochs, verbose=0, random_seed=1,

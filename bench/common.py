@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 import psutil
-import tensorflow as tf
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
@@ -68,11 +68,11 @@ def load_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def mlp(dim: int, hidden: Sequence[int], seed: int = 1) -> Any:
     """Dense(relu) layers then one sigmoid unit; the same weights for the same seed."""
-    tf.keras.utils.set_random_seed(seed)
-    layers = [tf.keras.Input((dim,))]
-    layers += [tf.keras.layers.Dense(h, activation="relu") for h in hidden]
-    layers.append(tf.keras.layers.Dense(1, activation="sigmoid"))
-    return tf.keras.Sequential(layers)
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((dim,))]
+    layers += [keras.layers.Dense(h, activation="relu") for h in hidden]
+    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    return keras.Sequential(layers)
 
 
 COMPILE = {"loss": "binary_crossentropy", "metrics": ["accuracy"]}
@@ -91,7 +91,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-class PhaseTimes(tf.keras.callbacks.Callback):
+class PhaseTimes(keras.callbacks.Callback):
     """Records, on each rank, wall-clock times of the rank's life into `<out_dir>/rank<N>.json`.
 
     `created`: the rank process started; `unpickled`: this callback was unpickled on the rank

@@ -7,7 +7,7 @@
 
 Prints one JSON line: seconds inside model.fit / model.predict (median over repeats for predict),
 rows processed, and the process's peak RSS. With --horovod each rank trains on its slice of the
-rows with hvd.DistributedOptimizer (Horovod without Spark or sparkdl); rank 0 prints.
+rows with sparkdl's Keras 3 distributed optimizer on Horovod (no Spark); rank 0 prints.
 """
 from __future__ import annotations
 
@@ -17,22 +17,27 @@ import os
 import resource
 import time
 
+import keras
 import tensorflow as tf
 from common import COMPILE, LEARNING_RATE, PhaseTimes, load_npz, median
 
 
 def fit(args: argparse.Namespace, x, y) -> dict | None:
-    model = tf.keras.models.load_model(args.model, compile=False)
-    optimizer, size, rank = tf.keras.optimizers.Adam(LEARNING_RATE), 1, 0
+    model = keras.models.load_model(args.model, compile=False)
+    optimizer, size, rank = keras.optimizers.Adam(LEARNING_RATE), 1, 0
     if args.slice:  # one of N independent processes: its 1/N of the rows, no communication
         k, n = map(int, args.slice.split("/"))
         x, y = x[k::n], y[k::n]
     if args.horovod:
-        import horovod.tensorflow.keras as hvd
+        import horovod.tensorflow as hvd
 
         size, rank = hvd.size(), hvd.rank()
         x, y = x[rank::size], y[rank::size]
-        optimizer = hvd.DistributedOptimizer(optimizer)
+        from sparkdl.train.distributed import broadcast_from_rank0, distributed_optimizer
+
+        optimizer = distributed_optimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        broadcast_from_rank0(model.variables, "model")
     model.compile(optimizer=optimizer, **COMPILE)
     timer = PhaseTimes(out_dir="")
     model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0,
@@ -45,7 +50,7 @@ def fit(args: argparse.Namespace, x, y) -> dict | None:
 
 
 def predict(args: argparse.Namespace, x, y) -> dict:
-    model = tf.keras.models.load_model(args.model, compile=False)
+    model = keras.models.load_model(args.model, compile=False)
     model.predict(x[:args.batch_size * 4], batch_size=args.batch_size, verbose=0)  # warm-up
     seconds = []
     for _ in range(args.repeat):
@@ -69,7 +74,7 @@ def main() -> None:
     parser.add_argument("--slice", help="K/N: train on rows K, K+N, ... only")
     args = parser.parse_args()
     if args.horovod:
-        import horovod.tensorflow.keras as hvd
+        import horovod.tensorflow as hvd
 
         hvd.init()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
+import keras
 from _common import parse_args, print_class_accuracy, save_and_reload, spark_session, timed_fit
 from pyspark.ml import Pipeline
 from sklearn.datasets import load_digits
@@ -15,15 +15,15 @@ from sklearn.datasets import load_digits
 from sparkdl import KerasEstimator, Store
 
 
-def cnn() -> tf.keras.Model:
-    return tf.keras.Sequential([
-        tf.keras.Input((8, 8, 1)),
-        tf.keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
-        tf.keras.layers.MaxPooling2D(),
-        tf.keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(64, activation="relu"),
-        tf.keras.layers.Dense(10, activation="softmax"),
+def cnn() -> keras.Model:
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
     ])
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     df = spark.createDataFrame(rows, "id long, pixels array<double>, digit int")
     train, test = df.randomSplit([0.8, 0.2], seed=42)
 
-    est = KerasEstimator(model=cnn(), optimizer=tf.keras.optimizers.Adam(2e-3),
+    est = KerasEstimator(model=cnn(), optimizer=keras.optimizers.Adam(2e-3),
                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                          feature_cols=["pixels"], label_cols=["digit"],
                          store=Store.create(args.store), num_proc=args.num_proc, batch_size=32,

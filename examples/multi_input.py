@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
+import keras
 from _common import parse_args, print_class_accuracy, save_and_reload, spark_session, timed_fit
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import StandardScaler, VectorAssembler
@@ -45,19 +45,19 @@ def with_stats(df: DataFrame) -> DataFrame:
                             for name, region in REGIONS.items()])
 
 
-def two_input_model(stats: int) -> tf.keras.Model:
-    tf.keras.utils.set_random_seed(1)
-    pixels = tf.keras.Input((8, 8, 1), name="pixels")
-    x = tf.keras.layers.Conv2D(16, 3, activation="relu", padding="same")(pixels)
-    x = tf.keras.layers.MaxPooling2D()(x)
-    x = tf.keras.layers.Conv2D(32, 3, activation="relu", padding="same")(x)
-    x = tf.keras.layers.Flatten()(x)
-    summary = tf.keras.Input((stats,), name="stats")
-    s = tf.keras.layers.Dense(16, activation="relu")(summary)
-    joined = tf.keras.layers.Concatenate()([x, s])
-    hidden = tf.keras.layers.Dense(64, activation="relu")(joined)
-    out = tf.keras.layers.Dense(10, activation="softmax", name="digit")(hidden)
-    return tf.keras.Model([pixels, summary], out)
+def two_input_model(stats: int) -> keras.Model:
+    keras.utils.set_random_seed(1)
+    pixels = keras.Input((8, 8, 1), name="pixels")
+    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(pixels)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    summary = keras.Input((stats,), name="stats")
+    s = keras.layers.Dense(16, activation="relu")(summary)
+    joined = keras.layers.Concatenate()([x, s])
+    hidden = keras.layers.Dense(64, activation="relu")(joined)
+    out = keras.layers.Dense(10, activation="softmax", name="digit")(hidden)
+    return keras.Model([pixels, summary], out)
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
     train, test = df.randomSplit([0.8, 0.2], seed=42)
 
     est = KerasEstimator(model=two_input_model(len(REGIONS)),
-                         optimizer=tf.keras.optimizers.Adam(2e-3),
+                         optimizer=keras.optimizers.Adam(2e-3),
                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                          feature_cols=["pixels", "stats"], label_cols=["digit"],
                          store=Store.create(args.store), num_proc=args.num_proc, batch_size=32,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
+import keras
 from _common import parse_args, save_and_reload, spark_session, timed_fit
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import StandardScaler, VectorAssembler
@@ -20,13 +20,13 @@ from sklearn.datasets import load_diabetes
 from sparkdl import KerasEstimator, Store
 
 
-def regressor(inputs: int, label_mean: float, label_std: float) -> tf.keras.Model:
-    tf.keras.utils.set_random_seed(1)
-    return tf.keras.Sequential([
-        tf.keras.Input((inputs,)),
-        tf.keras.layers.Dense(16, activation="relu"),
-        tf.keras.layers.Dense(1),
-        tf.keras.layers.Rescaling(scale=label_std, offset=label_mean),
+def regressor(inputs: int, label_mean: float, label_std: float) -> keras.Model:
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([
+        keras.Input((inputs,)),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(1),
+        keras.layers.Rescaling(scale=label_std, offset=label_mean),
     ])
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     mean, std = train.select(F.avg("progression"), F.stddev("progression")).first()
 
     est = KerasEstimator(model=regressor(len(columns), mean, std),
-                         optimizer=tf.keras.optimizers.Adam(3e-3), loss="mse",
+                         optimizer=keras.optimizers.Adam(3e-3), loss="mse",
                          metrics=["mae"],
                          feature_cols=["scaled"], label_cols=["progression"],
                          store=Store.create(args.store), num_proc=args.num_proc, batch_size=16,

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 STAMP="$VENV/.sparkdl-stamp"
-want=$(cat constraints.txt setup.cfg scripts/bootstrap.sh | sha256sum | cut -c1-16)
+want=$(cat constraints.txt setup.cfg scripts/bootstrap.sh scripts/build_horovod.sh | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -27,13 +27,10 @@ fi
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip 'setuptools<70' wheel
 echo "bootstrap: installing the pinned stack (constraints.txt)"
-$PIP install -q -c constraints.txt tensorflow-cpu pyspark petastorm pyarrow numpy pandas \
+$PIP install -q -c constraints.txt tensorflow-cpu keras tensorboard pyspark petastorm pyarrow numpy pandas \
   pyyaml cloudpickle psutil fsspec h5py
 if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
-  echo "bootstrap: building horovod 0.28.1 with Gloo + TensorFlow ops (minutes on first run; pip caches the wheel)"
-  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
-  HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
-    $PIP install -q --no-build-isolation --no-deps -c constraints.txt horovod==0.28.1
+  PYTHON="$VENV/bin/python" bash scripts/build_horovod.sh
 fi
 $PIP install -q -c constraints.txt -e '.[test,notebook]'
 "$VENV/bin/python" -c "import horovod.tensorflow as hvd, pyspark, petastorm; print('bootstrap: stack ok')"

@@ -11,6 +11,7 @@ from typing import Any
 import cloudpickle
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
+from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 
 from sparkdl.estimators import validation as check
@@ -18,6 +19,7 @@ from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
 from sparkdl.estimators.transform import predict_dataframe
+from sparkdl.launch.driver import dumps_by_value
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +27,23 @@ log = logging.getLogger(__name__)
 class KerasParams(TrainingParams):
     """Keras-specific params: the model and how to compile it."""
 
-    model = _param("model", "the tf.keras.Model to train (built: input shapes known)")
-    optimizer = _param("optimizer", "tf.keras optimizer instance or name (default: the model's "
+    model = _param("model", "the keras.Model to train (Keras 3; Sequential, functional or "
+                   "subclassed, built so its input shapes are known)")
+    optimizer = _param("optimizer", "Keras optimizer instance or name (default: the model's "
                        "own when compiled); its learning rate is scaled by num_proc while training")
     loss = _param("loss", "Keras loss: name, function, Loss instance, or a list/dict per output "
                   "(default: the compiled model's)")
     loss_weights = _param("loss_weights", "per-output loss weights (list or dict)")
     metrics = _param("metrics", "Keras metrics (names, functions, or per-output list/dict)")
     callbacks = _param("callbacks", "extra Keras callbacks run on every rank")
+    jit_compile = _param("jit_compile", "compile the model's forward and backward pass with XLA; "
+                         "gradient averaging and the optimizer update stay outside XLA, where "
+                         "Horovod's collectives run", TypeConverters.toBoolean)
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(model=None, optimizer=None, loss=None, loss_weights=None, metrics=None,
-                         callbacks=[])
+                         callbacks=[], jit_compile=False)
 
 
 @with_accessors
@@ -54,7 +60,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  train_steps_per_epoch: Any = None, validation_steps_per_epoch: Any = None,
                  shuffle: Any = None, random_seed: Any = None, store: Any = None,
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
-                 output_cols: Any = None) -> None:
+                 output_cols: Any = None, jit_compile: Any = None) -> None:
         super().__init__()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
@@ -77,7 +83,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                            validation=self.getValidation(), num_proc=num_proc,
                            seed=42 if self.getRandomSeed() is None else self.getRandomSeed(),
                            check=lambda specs: check.check_input_shapes(
-                               plan.model, plan.feature_cols, specs))
+                               plan.signature, plan.feature_cols, specs))
         run_id = self.getRunId() or _new_run_id()
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
                  num_proc, meta.train_rows, meta.val_rows)
@@ -86,7 +92,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                       on_message=reporter)
         out = results[0]
         model = KerasModel()._trained(out["model"], out["history"], out["run_history"], run_id,
-                                      self.getCustomObjects())
+                                      plan.custom_objects)
         return self._copyValues(model)
 
     # persistence: JSON params as metadata, the rest (model, optimizer, ...) as blobs
@@ -112,15 +118,16 @@ class _FitPlan:
 
     def __init__(self, est: KerasEstimator, df: DataFrame) -> None:
         from sparkdl.data.schema import inspect_columns
-        from sparkdl.train.serialize import optimizer_config
+        from sparkdl.train.serialize import optimizer_config, with_registered
 
         self.est = est
-        self.model = check.check_model(est.getModel())
+        self.model = est.getModel()
+        self.signature = check.check_model(self.model)
         cols = df.columns
         self.feature_cols = check.check_columns("feature_cols", est.getFeatureCols(), cols,
-                                                len(self.model.inputs), "input")
+                                                len(self.signature.input_shapes), "input")
         self.label_cols = check.check_columns("label_cols", est.getLabelCols(), cols,
-                                              len(self.model.outputs), "output")
+                                              len(self.signature.output_shapes), "output")
         weight = est.getSampleWeightCol()
         if weight is not None:
             check.check_columns("sample_weight_col", [weight], cols, None, "sample weight")
@@ -140,24 +147,25 @@ class _FitPlan:
             self.seed = random.randrange(2**31)
         specs = inspect_columns(df, [*self.feature_cols, *self.label_cols,
                                      *([weight] if weight else [])])
-        check.check_input_shapes(self.model, self.feature_cols, specs)
+        check.check_input_shapes(self.signature, self.feature_cols, specs)
         self.compile_args = self._compile_args()
         optimizer = est.getOptimizer() or getattr(self.model, "optimizer", None)
         if optimizer is None:
             raise ValueError("optimizer is not set and the model is not compiled; expected "
-                             "e.g. optimizer=tf.keras.optimizers.Adam(1e-3)")
+                             "e.g. optimizer=keras.optimizers.Adam(1e-3)")
         try:
             self.optimizer = optimizer_config(optimizer)
         except ValueError as exc:
             raise ValueError(f"optimizer {optimizer!r} is not a Keras optimizer: {exc}") from exc
-        for name in ("custom_objects", "callbacks"):
-            check.check_picklable(name, est.getOrDefault(name))
+        self.custom_objects = with_registered(est.getCustomObjects())
+        check.check_picklable("custom_objects", self.custom_objects)
+        check.check_picklable("callbacks", est.getCallbacks())
 
     def _compile_args(self) -> dict[str, Any]:
         est, model = self.est, self.model
         loss = est.getLoss()
         if loss is None:
-            loss = getattr(model, "loss", None) if getattr(model, "compiled_loss", None) else None
+            loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
         if loss is None:
             raise ValueError("loss is not set and the model is not compiled with one; expected "
                              "a Keras loss such as loss='mse'")
@@ -173,12 +181,13 @@ class _FitPlan:
         est = self.est
         return KerasTrainSpec(
             model=model_to_bytes(self.model), optimizer=self.optimizer,
-            compile_args=self.compile_args, custom_objects=est.getCustomObjects(),
+            compile_args=self.compile_args, custom_objects=self.custom_objects,
             callbacks=list(est.getCallbacks() or []), meta=meta, store=self.store, run_id=run_id,
             epochs=est.getEpochs(), batch_size=est.getBatchSize(),
             val_batch_size=est.getValBatchSize() or est.getBatchSize(),
             train_steps=est.getTrainStepsPerEpoch(), val_steps=est.getValidationStepsPerEpoch(),
-            shuffle=est.getShuffle(), seed=self.seed, verbose=est.getVerbose())
+            shuffle=est.getShuffle(), seed=self.seed, verbose=est.getVerbose(),
+            jit_compile=est.getJitCompile())
 
 
 def _new_run_id() -> str:
@@ -195,6 +204,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._history: dict[str, list[float]] = {}
         self._run_history: dict[str, list[float]] = {}
         self._run_id: str | None = None
+        self._custom_objects: dict[str, Any] = {}  # the param's plus those registered at fit
         self._keras: Any = None
         self._broadcast: tuple[Any, Any, str] | None = None  # (SparkContext, Broadcast, digest)
 
@@ -202,16 +212,15 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
                  run_history: dict[str, list[float]], run_id: str | None,
                  custom_objects: dict[str, Any]) -> KerasModel:
         self._model_bytes, self._history, self._run_id = model_bytes, history, run_id
-        self._run_history = run_history
-        self._set(custom_objects=custom_objects)
+        self._run_history, self._custom_objects = run_history, custom_objects
         return self
 
     def getModel(self) -> Any:
-        """The trained tf.keras.Model (compiled with the user's optimizer and its state)."""
+        """The trained keras.Model (compiled with the user's optimizer and its state)."""
         if self._keras is None:
             from sparkdl.train.serialize import model_from_bytes
 
-            self._keras = model_from_bytes(self._require_bytes(), self.getCustomObjects())
+            self._keras = model_from_bytes(self._require_bytes(), self._custom_objects)
         return self._keras
 
     def getHistory(self) -> dict[str, list[float]]:
@@ -235,7 +244,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         broadcast, key = self._shipped_model(df.sparkSession.sparkContext)
         return predict_dataframe(df, broadcast, key, self.getModel(), self.getFeatureCols(),
                                  self.resolved_output_cols(), self.getBatchSize(),
-                                 self.getCustomObjects())
+                                 self._custom_objects)
 
     def _shipped_model(self, sc: Any) -> tuple[Any, str]:
         """One broadcast of the model bytes per SparkContext, reused by every transform."""
@@ -250,7 +259,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
 
     def _blobs(self) -> dict[str, bytes]:
         return {"model.keras": self._require_bytes(),
-                "custom_objects.pkl": cloudpickle.dumps(self.getCustomObjects())}
+                "custom_objects.pkl": dumps_by_value(self._custom_objects)}
 
     def _restore(self, blobs: dict[str, bytes], metadata: dict[str, Any]) -> None:
         self._trained(blobs["model.keras"], metadata.get("history", {}),

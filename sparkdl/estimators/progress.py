@@ -9,8 +9,11 @@ log = logging.getLogger("sparkdl.progress")
 
 
 def format_epoch(payload: dict[str, Any]) -> str:
-    """'Epoch 3/10 - loss: 0.1234 - val_loss: 0.2345 - 1.2s'."""
-    metrics = " - ".join(f"{k}: {v:.4f}" for k, v in payload.get("logs", {}).items())
+    """'Epoch 3/10 - loss: 0.1234 - acc: 0.9 - val_loss: 0.2345 - val_acc: 0.8 - 1.2s': the loss
+    first, then the other metrics, then their validation values, whatever order Keras used."""
+    logs = payload.get("logs", {})
+    order = sorted(logs, key=lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss"))
+    metrics = " - ".join(f"{k}: {logs[k]:.4f}" for k in order)
     parts = [f"Epoch {payload['epoch']}/{payload['epochs']}", metrics,
              f"{payload.get('seconds', 0.0):.1f}s"]
     return " - ".join(p for p in parts if p)

@@ -11,7 +11,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkdl.estimators import validation as check
+from sparkdl.launch.driver import dumps_by_value
 from sparkdl.train.predict import PredictSpec, make_predict_fn
+from sparkdl.train.signature import model_signature
 
 _TMP = "__sparkdl_input_{}"
 MIN_INFERENCE_BATCH = 512  # rows per forward pass: a training batch size is too small to be fast
@@ -23,10 +25,12 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     """`df` with one prediction column per model output appended; input columns kept as they are.
 
     `model_bytes` is a Broadcast of the `.keras` bytes, `model_key` their digest."""
-    check.check_columns("feature_cols", feature_cols, df.columns, len(model.inputs), "input")
-    if len(output_cols) != len(model.outputs):
+    signature = model_signature(model)
+    check.check_columns("feature_cols", feature_cols, df.columns, len(signature.input_shapes),
+                        "input")
+    if len(output_cols) != len(signature.output_shapes):
         raise ValueError(f"output_cols has {len(output_cols)} name(s) {list(output_cols)} but the "
-                         f"model has {len(model.outputs)} output(s)")
+                         f"model has {len(signature.output_shapes)} output(s)")
     clash = [c for c in output_cols if c in df.columns]
     if clash:
         raise ValueError(f"output column {clash[0]!r} already exists in the DataFrame; expected "
@@ -34,16 +38,17 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     prepared = df
     for i, col in enumerate(feature_cols):
         prepared = prepared.withColumn(_TMP.format(i), _as_float32(df, col))
-    scalar = [math.prod(d or 1 for d in out.shape[1:]) == 1 for out in model.outputs]
+    # one value per row only when provably so: a free dimension may hold several
+    scalar = [None not in shape and math.prod(shape) == 1 for shape in signature.output_shapes]
     spec = PredictSpec(model_key=model_key,
                        input_cols=[_TMP.format(i) for i in range(len(feature_cols))],
-                       input_shapes=[tuple(t.shape[1:]) for t in model.inputs],
+                       input_shapes=signature.input_shapes,
                        output_cols=list(output_cols), scalar_outputs=scalar,
                        batch_size=max(batch_size, MIN_INFERENCE_BATCH))
     schema = T.StructType(df.schema.fields + [
         T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
         for c, s in zip(output_cols, scalar, strict=True)])
-    fn = make_predict_fn(spec, model_bytes, custom_objects)
+    fn = make_predict_fn(spec, model_bytes, dumps_by_value(custom_objects))
     return prepared.mapInArrow(fn, schema)
 
 

@@ -11,26 +11,24 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cloudpickle
-import tensorflow as tf
+import keras
 
 from sparkdl.data.meta import ColumnSpec
 from sparkdl.store import Store
+from sparkdl.train.serialize import LEGACY_KERAS_HELP, require_keras3
+from sparkdl.train.signature import ModelSignature, model_signature
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def check_model(model: Any) -> tf.keras.Model:
-    if not isinstance(model, tf.keras.Model):
-        raise TypeError(f"model must be a tf.keras.Model; got {type(model).__name__}")
-    try:
-        model.inputs  # noqa: B018 - raises for a subclassed model that was never built
-    except AttributeError as exc:
-        raise ValueError("model is not built; give it an Input layer or call model.build(shape) "
-                         "so its input shapes are known") from exc
-    if not model.inputs:
-        raise ValueError("model is not built; give it an Input layer or call model.build(shape) "
-                         "so its input shapes are known")
-    return model
+def check_model(model: Any) -> ModelSignature:
+    """`model` is a built Keras 3 model; its per-row input and output shapes."""
+    require_keras3()
+    if not isinstance(model, keras.Model):
+        if type(model).__module__.startswith("tf_keras"):
+            raise TypeError(f"model is a legacy Keras 2 (tf_keras) model: {LEGACY_KERAS_HELP}")
+        raise TypeError(f"model must be a keras.Model (Keras 3); got {type(model).__name__}")
+    return model_signature(model)
 
 
 def check_columns(param: str, cols: Sequence[str] | None, available: Sequence[str],
@@ -49,11 +47,11 @@ def check_columns(param: str, cols: Sequence[str] | None, available: Sequence[st
     return list(cols)
 
 
-def check_input_shapes(model: tf.keras.Model, feature_cols: Sequence[str],
+def check_input_shapes(signature: ModelSignature, feature_cols: Sequence[str],
                        specs: Mapping[str, ColumnSpec]) -> None:
     """Each feature column's per-row size fits its model input (reshaping allowed)."""
-    for col, tensor in zip(feature_cols, model.inputs, strict=True):
-        shape = tuple(tensor.shape[1:])
+    for col, shape, name in zip(feature_cols, signature.input_shapes, signature.input_names,
+                                strict=True):
         spec = specs[col]
         if any(d is None for d in spec.shape) or any(d is None for d in shape):
             continue  # size known only after materialisation, or a free model dimension
@@ -62,7 +60,7 @@ def check_input_shapes(model: tf.keras.Model, feature_cols: Sequence[str],
         if have != want:
             raise ValueError(
                 f"feature column {col!r} has {have} value(s) per row (shape {spec.shape}) but "
-                f"model input {tensor.name!r} expects shape {shape} ({want} value(s) per row)")
+                f"model input {name!r} expects shape {shape} ({want} value(s) per row)")
 
 
 def check_positive(param: str, value: Any, optional: bool = False) -> None:

@@ -46,7 +46,7 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
     """
     sc = _active_context()
     num_proc = check_num_proc(num_proc, available_slots(sc, num_proc, start_timeout))
-    payload = pickle_call(fn, tuple(args), dict(kwargs or {}))
+    payload = dumps_by_value((fn, tuple(args), dict(kwargs or {})))
     env = {str(k): str(v) for k, v in (env or {}).items()}
     return _BarrierJob(sc, num_proc, payload, env).run(start_timeout, timeout, on_message)
 
@@ -95,14 +95,14 @@ def check_num_proc(num_proc: int | None, slots: int) -> int:
     return num_proc
 
 
-def pickle_call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
-    """cloudpickle (fn, args, kwargs); code from the user's own modules (not installed packages,
-    which executors can import) goes by value, so it needs no import on the executors."""
+def dumps_by_value(obj: Any) -> bytes:
+    """cloudpickle `obj`; code from the user's own modules (not installed packages, which
+    executors can import) goes by value, so it needs no import on the executors."""
     modules = _user_modules()
     for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:
-        return cloudpickle.dumps((fn, args, kwargs))
+        return cloudpickle.dumps(obj)
     finally:
         for module in modules:
             cloudpickle.unregister_pickle_by_value(module)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import tensorflow as tf
+import keras
 
 from sparkdl.launch import report
 from sparkdl.store import Store
@@ -15,7 +15,7 @@ def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
-class CheckpointCallback(tf.keras.callbacks.Callback):
+class CheckpointCallback(keras.callbacks.Callback):
     """After every epoch, write weights, optimizer state and the run's history to the store."""
 
     def __init__(self, store: Store, run_id: str, history: dict[str, list[float]]) -> None:
@@ -30,7 +30,7 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
         save_checkpoint(self.store, self.run_id, capture(self.model, epoch + 1, self.history))
 
 
-class ProgressCallback(tf.keras.callbacks.Callback):
+class ProgressCallback(keras.callbacks.Callback):
     """Send each epoch's (rank-averaged) metrics to the driver through `sparkdl.launch.report`."""
 
     def __init__(self, epochs: int) -> None:

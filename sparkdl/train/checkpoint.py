@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import tensorflow as tf
+import keras
 
 from sparkdl.store import Store
 
@@ -51,23 +51,35 @@ def _epochs(store: Store, run_id: str) -> list[int]:
     return sorted(int(m.group(1)) for m in map(_NAME.match, names) if m)
 
 
-def capture(model: tf.keras.Model, epoch: int, history: dict[str, list[float]]) -> Checkpoint:
+def capture(model: keras.Model, epoch: int, history: dict[str, list[float]]) -> Checkpoint:
     return Checkpoint(epoch=epoch, weights=model.get_weights(),
-                      optimizer=[v.numpy() for v in model.optimizer.variables],
+                      optimizer=optimizer_state(model.optimizer),
                       history={k: list(v) for k, v in history.items()})
 
 
-def restore(model: tf.keras.Model, ckpt: Checkpoint) -> None:
+def restore(model: keras.Model, ckpt: Checkpoint) -> None:
     """Load weights and optimizer state into a compiled model."""
     model.set_weights(ckpt.weights)
     copy_optimizer_state(model.optimizer, ckpt.optimizer, model.trainable_variables)
 
 
+def _state_variables(optimizer: Any) -> list[Any]:
+    # The learning rate is config, not state: training scales it by the number of ranks, and the
+    # returned model must carry the user's own.
+    return [v for v in optimizer.variables if v.name != "learning_rate"]
+
+
+def optimizer_state(optimizer: Any) -> list[Any]:
+    """The optimizer's state (step count, slots, loss scale) as numpy arrays, in a fixed order."""
+    return [v.numpy() for v in _state_variables(optimizer)]
+
+
 def copy_optimizer_state(optimizer: Any, values: list[Any], trainable: list[Any]) -> None:
-    """Build `optimizer` for `trainable` and assign its variables (step count, slots) in order."""
+    """Build `optimizer` for `trainable` and assign `optimizer_state` values in order."""
     optimizer.build(trainable)
-    if len(optimizer.variables) != len(values):
+    variables = _state_variables(optimizer)
+    if len(variables) != len(values):
         raise ValueError(f"checkpoint has {len(values)} optimizer variables; the optimizer has "
-                         f"{len(optimizer.variables)}: was the model or optimizer changed?")
-    for var, value in zip(optimizer.variables, values, strict=True):
+                         f"{len(variables)}: was the model or optimizer changed?")
+    for var, value in zip(variables, values, strict=True):
         var.assign(value)

@@ -37,6 +37,7 @@ class KerasTrainSpec:
     shuffle: bool
     seed: int  # from the driver: shuffling and initialisation reproducible from one number
     verbose: int
+    jit_compile: bool
 
 
 def steps_for(rows: int, batch_size: int, size: int) -> int:
@@ -45,7 +46,8 @@ def steps_for(rows: int, batch_size: int, size: int) -> int:
 
 
 def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
-    import horovod.tensorflow.keras as hvd
+    import horovod.tensorflow as hvd
+    import keras
     import tensorflow as tf
 
     hvd.init()
@@ -55,17 +57,32 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
             max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
     except RuntimeError:  # TF already initialised, e.g. by unpickling Keras Metric objects
         log.info("TensorFlow was initialised before training; keeping its thread count")
-    tf.keras.utils.set_random_seed(spec.seed + rank)
+    keras.utils.set_random_seed(spec.seed + rank)
 
     from sparkdl.train.callbacks import CheckpointCallback, ProgressCallback
-    from sparkdl.train.checkpoint import copy_optimizer_state, load_latest_checkpoint, restore
-    from sparkdl.train.serialize import model_from_bytes, model_to_bytes, optimizer_from_config
+    from sparkdl.train.checkpoint import (
+        copy_optimizer_state,
+        load_latest_checkpoint,
+        optimizer_state,
+        restore,
+    )
+    from sparkdl.train.distributed import (
+        MetricAverageCallback,
+        broadcast_from_rank0,
+        compile_forward_with_xla,
+        distributed_optimizer,
+    )
+    from sparkdl.train.serialize import model_from_bytes, model_to_bytes
 
     distributed = size > 1  # one rank needs no gradient averaging or broadcasts
     model = model_from_bytes(spec.model, spec.custom_objects, compile=False)
-    optimizer = optimizer_from_config(spec.optimizer, size, spec.custom_objects)
-    model.compile(optimizer=hvd.DistributedOptimizer(optimizer) if distributed else optimizer,
-                  **spec.compile_args)
+    if spec.jit_compile:
+        compile_forward_with_xla(model)
+    optimizer = _optimizer(spec, model, lr_scale=size)
+    if distributed:
+        optimizer = distributed_optimizer(optimizer)
+    model.compile(optimizer=optimizer, **spec.compile_args)
+    optimizer.build(model.trainable_variables)
 
     ckpt = load_latest_checkpoint(spec.store, spec.run_id)
     initial_epoch, run_history = 0, {}
@@ -76,20 +93,17 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     train_ds, val_ds = _datasets(spec, model, rank, size)
     callbacks = list(spec.callbacks)
     if distributed:
-        # Start every rank from rank 0's weights (and its optimizer state on resume) once,
+        # Start every rank from rank 0's weights and optimizer state (a resume's too) once,
         # rather than through a callback hooked on every batch.
-        from horovod.tensorflow import broadcast_variables
-
-        broadcast_variables(model.variables, root_rank=0)
-        if model.optimizer.variables:
-            broadcast_variables(model.optimizer.variables, root_rank=0)
-        callbacks.insert(0, hvd.callbacks.MetricAverageCallback())
+        broadcast_from_rank0(model.variables, "model")
+        broadcast_from_rank0(optimizer.variables, "optimizer")
+        callbacks.insert(0, MetricAverageCallback())
     logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if rank == 0 else ""
     checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
     if rank == 0:
         callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
-                      tf.keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0)]
+                      keras.callbacks.TensorBoard(log_dir=logs_dir)]
     meta = spec.meta
     history = model.fit(
         train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
@@ -102,21 +116,38 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     if rank != 0:
         return None
     spec.store.put_dir(logs_dir, spec.store.logs_dir(spec.run_id))
-    # The returned model carries a plain optimizer with the user's learning rate and the state
-    # training reached, so it can be saved, loaded and trained further anywhere.
-    plain = optimizer_from_config(spec.optimizer, 1.0, spec.custom_objects)
-    copy_optimizer_state(plain, [v.numpy() for v in model.optimizer.variables],
-                         model.trainable_variables)
+    # The returned model carries a plain optimizer with the user's own config (learning rate or
+    # schedule) and the state training reached, so it can be saved, loaded and trained further.
+    plain = _optimizer(spec, model, lr_scale=1.0)
+    state = optimizer_state(optimizer)
     model.compile(optimizer=plain, **spec.compile_args)
+    copy_optimizer_state(plain, state, model.trainable_variables)
     fit_history = {k: [float(x) for x in v] for k, v in history.history.items()}
     fit_history["epoch"] = [e + 1 for e in history.epoch]
     return {"model": model_to_bytes(model), "history": fit_history,
             "run_history": checkpoints.history}
 
 
+def _optimizer(spec: KerasTrainSpec, model: Any, lr_scale: float) -> Any:
+    """The user's optimizer, learning rate times `lr_scale`; wrapped in a LossScaleOptimizer for
+    a mixed_float16 model here rather than by `compile`, so that the wrapper is inside the
+    distributed optimizer and sees averaged gradients (all ranks skip the same steps)."""
+    import keras
+
+    from sparkdl.train.serialize import optimizer_from_config
+
+    optimizer = optimizer_from_config(spec.optimizer, lr_scale, spec.custom_objects)
+    # a reloaded model's own policy is the process's global one; its layers keep theirs
+    float16 = any(layer.dtype_policy.name == "mixed_float16" for layer in [model, *model.layers])
+    if float16 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[Any, Any]:
     """The rank's train shard and val shard (or None) as tf.data, features shaped for the model."""
     from sparkdl.data.reader import open_shard_dataset
+    from sparkdl.train.signature import model_signature
 
     meta, store = spec.meta, spec.store
     train = open_shard_dataset(store.petastorm_url(meta.train_path), rank, size, spec.batch_size,
@@ -125,7 +156,7 @@ def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[A
     if meta.val is not None and meta.val_rows > 0:
         val = open_shard_dataset(store.petastorm_url(meta.val_path), rank, size,
                                  spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed)
-    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    shapes = model_signature(model).input_shapes
     stored = [meta.columns[c].shape for c in meta.feature_cols]
     if all(_same(a, b) for a, b in zip(shapes, stored, strict=True)):
         return train, val

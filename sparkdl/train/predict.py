@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pyarrow as pa
 
@@ -29,9 +30,10 @@ class PredictSpec:
     batch_size: int
 
 
-def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: dict[str, Any]
+def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
                     ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The mapInArrow function; `model_bytes` is a Broadcast of the `.keras` bytes."""
+    """The mapInArrow function; `model_bytes` is a Broadcast of the `.keras` bytes and
+    `custom_objects` the pickled dict of custom Keras objects."""
 
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         forward = _load(spec, model_bytes, custom_objects)
@@ -41,11 +43,12 @@ def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: dict[st
     return predict
 
 
-def _load(spec: PredictSpec, model_bytes: Any, custom_objects: dict[str, Any]) -> Any:
+def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
     """The model's compiled forward pass, built once per Python worker and model."""
     key = spec.model_key
     with _lock:
         if key not in _models:
+            import keras
             import tensorflow as tf
 
             try:  # one thread per task: Spark runs one Python worker per task slot
@@ -55,14 +58,16 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: dict[str, Any]) -
                 pass  # TensorFlow already initialised in this worker
             from sparkdl.train.serialize import model_from_bytes
 
-            model = model_from_bytes(model_bytes.value, custom_objects, compile=False)
+            model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
+                                     compile=False)
             signature = [tf.TensorSpec((None, *shape), tf.float32) for shape in spec.input_shapes]
 
             # One traced graph for every batch: predict_on_batch builds a tf.data pipeline per
             # call, which costs more than the forward pass of a small model.
             @tf.function(input_signature=signature)
-            def forward(*inputs: Any) -> Any:
-                return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+            def forward(*inputs: Any) -> list[Any]:
+                out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+                return keras.tree.flatten(out)
 
             _models.clear()  # one model per worker: a new fit's model replaces the old
             _models[key] = forward
@@ -95,7 +100,7 @@ def _predict_batch(forward: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa
     chunks = []
     for start in range(0, n, spec.batch_size):
         out = forward(*[a[start:start + spec.batch_size] for a in inputs])
-        chunks.append([t.numpy() for t in out] if isinstance(out, (list, tuple)) else [out.numpy()])
+        chunks.append([t.numpy() for t in out])
     outputs = [np.concatenate([c[j] for c in chunks]) for j in range(len(spec.output_cols))]
     arrays = [_to_arrow(o, n, scalar)
               for o, scalar in zip(outputs, spec.scalar_outputs, strict=True)]

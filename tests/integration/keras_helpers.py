@@ -4,8 +4,8 @@ from __future__ import annotations
 import contextlib
 import uuid
 
+import keras
 import numpy as np
-import tensorflow as tf
 from pyspark.sql import functions as F
 
 
@@ -19,10 +19,10 @@ def separable_df(spark, rows=2000, seed=0):
 
 
 def mlp(inputs=4, hidden=16, activation="sigmoid"):
-    tf.keras.utils.set_random_seed(1)
-    return tf.keras.Sequential([tf.keras.Input((inputs,)),
-                                tf.keras.layers.Dense(hidden, activation="relu"),
-                                tf.keras.layers.Dense(1, activation=activation)])
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((inputs,)),
+                                keras.layers.Dense(hidden, activation="relu"),
+                                keras.layers.Dense(1, activation=activation)])
 
 
 def accuracy(df, label="label", output="label__output"):
@@ -41,3 +41,74 @@ def no_spark_job(spark):
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
         assert list(sc.statusTracker().getJobIdsForGroup(group)) == []
+
+
+@keras.saving.register_keras_serializable(package="sparkdl_tests")
+class Scale(keras.layers.Layer):
+    """A custom layer with a trainable scalar, known to ranks only through the Keras registry."""
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(shape=(), initializer="ones", name="alpha")
+
+    def call(self, x):
+        return x * self.alpha
+
+
+@keras.saving.register_keras_serializable(package="sparkdl_tests")
+class SubclassedMLP(keras.Model):
+    """A subclassed model (`call`, no Input layer) using the custom layer."""
+
+    def __init__(self, hidden=16, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = hidden
+        self.dense = keras.layers.Dense(hidden, activation="relu")
+        self.scale = Scale()
+        self.out = keras.layers.Dense(1, activation="sigmoid")
+
+    def call(self, x):
+        return self.out(self.scale(self.dense(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden}
+
+
+def squared_error(y_true, y_pred):
+    """A custom loss passed through custom_objects."""
+    return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+
+class RecordOnRanks(keras.callbacks.Callback):
+    """Each rank writes its learning rate per epoch and its final weights to `directory`."""
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = directory
+        self.rates = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        self.rates.append((int(inner.iterations.numpy()), float(inner.learning_rate.numpy())))
+
+    def on_train_end(self, logs=None):
+        import json
+        import os
+
+        import horovod.tensorflow as hvd
+
+        flat = np.concatenate([np.ravel(w) for w in self.model.get_weights()])
+        path = os.path.join(self.directory, f"rank{hvd.rank()}")
+        np.save(path + ".npy", flat)
+        with open(path + ".json", "w") as f:
+            json.dump({"rates": self.rates}, f)
+
+
+def recorded(directory, rank):
+    """(learning-rate records, final weights) that RecordOnRanks wrote for `rank`."""
+    import json
+    import os
+
+    path = os.path.join(directory, f"rank{rank}")
+    with open(path + ".json") as f:
+        rates = json.load(f)["rates"]
+    return rates, np.load(path + ".npy")

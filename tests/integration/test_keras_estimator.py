@@ -1,9 +1,9 @@
 """KerasEstimator / KerasModel on real Spark local[2] with 2 Horovod ranks over Gloo."""
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras_helpers import accuracy, mlp, no_spark_job, separable_df
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
@@ -21,7 +21,7 @@ def data(spark):
 
 
 def _estimator(store_root, **overrides):
-    params = dict(model=mlp(), optimizer=tf.keras.optimizers.Adam(1e-2),
+    params = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2),
                   loss="binary_crossentropy", metrics=["accuracy"], feature_cols=["features"],
                   label_cols=["label"], store=Store.create(store_root), num_proc=2,
                   batch_size=64, epochs=4, random_seed=7, verbose=1)
@@ -76,14 +76,14 @@ def test_pipeline_learns_predicts_saves_and_loads(spark, data, store_root, tmp_p
 def test_multi_input_multi_output_model(spark, data, store_root):
     train, test = data
     df = train.withColumn("ab", F.array("a", "b")).withColumn("cd", array_to_vector(
-        F.array("c", "d"))).withColumn("neg", 1.0 - F.col("label"))
-    in1, in2 = tf.keras.Input((2,), name="ab"), tf.keras.Input((2,), name="cd")
-    hidden = tf.keras.layers.Dense(16, activation="relu")(tf.keras.layers.Concatenate()([in1, in2]))
-    out1 = tf.keras.layers.Dense(1, activation="sigmoid", name="pos")(hidden)
-    out2 = tf.keras.layers.Dense(2, activation="softmax", name="two")(hidden)
-    model = tf.keras.Model([in1, in2], [out1, out2])
+        F.array("c", "d"))).withColumn("onehot", F.array(1.0 - F.col("label"), F.col("label")))
+    in1, in2 = keras.Input((2,), name="ab"), keras.Input((2,), name="cd")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([in1, in2]))
+    out1 = keras.layers.Dense(1, activation="sigmoid", name="pos")(hidden)
+    out2 = keras.layers.Dense(2, activation="softmax", name="two")(hidden)
+    model = keras.Model([in1, in2], [out1, out2])
     est = _estimator(store_root, model=model, feature_cols=["ab", "cd"],
-                     label_cols=["label", "neg"], loss=["binary_crossentropy", "mse"],
+                     label_cols=["label", "onehot"], loss=["binary_crossentropy", "mse"],
                      loss_weights=[1.0, 0.5], metrics=None, output_cols=["p", "both"], epochs=3)
     fitted = est.fit(df)
     out = fitted.transform(df.limit(200))
@@ -107,10 +107,10 @@ def test_sample_weights_change_the_result(spark, data, store_root):
 
 
 def _four_input_model():
-    tf.keras.utils.set_random_seed(2)
-    inputs = [tf.keras.Input((1,), name=n) for n in "abcd"]
-    hidden = tf.keras.layers.Dense(8, activation="relu")(tf.keras.layers.Concatenate()(inputs))
-    return tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
+    keras.utils.set_random_seed(2)
+    inputs = [keras.Input((1,), name=n) for n in "abcd"]
+    hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
 
 
 def test_validation_by_column_reports_val_metrics(spark, data, store_root):
@@ -119,7 +119,7 @@ def test_validation_by_column_reports_val_metrics(spark, data, store_root):
         train.withColumn("is_val", (F.col("id") % 5 == 0)))
     # a Keras metric object (not just a name) works too
     fitted = _estimator(store_root, validation="is_val", epochs=2,
-                        metrics=[tf.keras.metrics.BinaryAccuracy(name="accuracy")]).fit(df)
+                        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")]).fit(df)
     history = fitted.getHistory()
     assert len(history["val_loss"]) == 2 and len(history["val_accuracy"]) == 2
 
@@ -178,7 +178,7 @@ def test_params_the_pyspark_way(store_root):
     (dict(store=None), ValueError, "store is not set"),
     (dict(store="/tmp/x"), TypeError, "store must be a sparkdl.Store"),
     (dict(validation=1.5), ValueError, "validation must be a fraction in (0, 1)"),
-    (dict(model="not a model"), TypeError, "model must be a tf.keras.Model"),
+    (dict(model="not a model"), TypeError, "model must be a keras.Model"),
     (dict(run_id="../escape"), ValueError, "run_id '../escape' is invalid"),
 ])
 def test_bad_input_fails_on_the_driver_before_any_job(spark, store_root, overrides, error,

@@ -6,9 +6,9 @@ import signal
 import threading
 import time
 
+import keras
 import psutil
 import pytest
-import tensorflow as tf
 from keras_helpers import mlp, no_spark_job, separable_df
 from pyspark.ml.feature import VectorAssembler
 
@@ -16,7 +16,7 @@ from sparkdl import KerasEstimator, KerasModel, Store
 from sparkdl.launch import RankFailedError
 
 
-class FailOnRank(tf.keras.callbacks.Callback):
+class FailOnRank(keras.callbacks.Callback):
     """Makes one rank fail when an epoch begins: raise, exit, or SIGKILL itself."""
 
     def __init__(self, epoch: int, rank: int, how: str) -> None:
@@ -24,7 +24,7 @@ class FailOnRank(tf.keras.callbacks.Callback):
         self.epoch, self.rank, self.how = epoch, rank, how
 
     def on_epoch_begin(self, epoch, logs=None):
-        import horovod.tensorflow.keras as hvd
+        import horovod.tensorflow as hvd
 
         if epoch + 1 != self.epoch or hvd.rank() != self.rank:
             return
@@ -43,7 +43,7 @@ def features_df(spark):
 
 
 def _estimator(store_root, **overrides):
-    params = dict(model=mlp(), optimizer=tf.keras.optimizers.Adam(1e-2),
+    params = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2),
                   loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
                   store=Store.create(store_root), num_proc=2, batch_size=64, epochs=4,
                   random_seed=3, verbose=0)

@@ -1,0 +1,77 @@
+"""Keras 3 on Horovod's core TensorFlow ops: gradient averaging, rank-0 broadcast, metric averaging.
+
+`horovod.tensorflow.keras` is built for Keras 2; these pieces do its job for Keras 3 with
+`horovod.tensorflow` collectives only. They run on a rank, after `hvd.init()`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import horovod.tensorflow as hvd
+import keras
+import tensorflow as tf
+
+_classes: dict[type, type] = {}
+
+
+def distributed_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """A new optimizer of the same class and config whose `apply` first averages the gradients
+    over all ranks (one grouped allreduce per step), so every rank applies the same update.
+
+    For a `LossScaleOptimizer` the average is taken before its finite check, so all ranks agree
+    on skipping a step."""
+    cls = type(optimizer)
+    if cls not in _classes:
+        _classes[cls] = _distributed_class(cls)
+    return _classes[cls].from_config(optimizer.get_config())
+
+
+def _distributed_class(cls: type) -> type:
+    class Distributed(cls):  # type: ignore[valid-type, misc]
+        def apply(self, grads: Sequence[Any], trainable_variables: Any = None) -> Any:
+            return super().apply(average_gradients(grads), trainable_variables)
+
+    Distributed.__name__ = Distributed.__qualname__ = f"Distributed{cls.__name__}"
+    return Distributed
+
+
+def average_gradients(grads: Sequence[Any]) -> list[Any]:
+    """Gradients averaged across ranks; None stays None (variables without a gradient), sparse
+    gradients are densified (a grouped allreduce needs dense tensors)."""
+    present = [i for i, g in enumerate(grads) if g is not None]
+    if not present:
+        return list(grads)
+    dense = [tf.convert_to_tensor(grads[i]) for i in present]
+    averaged = hvd.grouped_allreduce(dense, op=hvd.Average, name="sparkdl.gradients")
+    out = list(grads)
+    for i, g in zip(present, averaged, strict=True):
+        out[i] = g
+    return out
+
+
+def broadcast_from_rank0(variables: Sequence[Any], prefix: str) -> None:
+    """Assign rank 0's values to `variables` on every rank (same order on every rank)."""
+    for i, var in enumerate(variables):
+        var.assign(hvd.broadcast(var.value, root_rank=0, name=f"sparkdl.{prefix}.{i}"))
+
+
+def compile_forward_with_xla(model: keras.Model) -> None:
+    """XLA-compile the model's forward pass, and with it the gradient TensorFlow derives from it.
+
+    Keras' own `jit_compile=True` compiles the whole train step, optimizer included, and
+    Horovod's collectives have no XLA kernels; here the collectives stay outside XLA."""
+    model.call = tf.function(model.call, jit_compile=True, reduce_retracing=True)
+
+
+class MetricAverageCallback(keras.callbacks.Callback):
+    """At each epoch end, replace every value in `logs` (train and `val_*`) by its mean over
+    ranks, in place, so the callbacks after it (History, checkpoints, progress) see the mean."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not logs:
+            return
+        keys = sorted(logs)
+        values = tf.constant([float(logs[k]) for k in keys], tf.float64)
+        mean = hvd.allreduce(values, op=hvd.Average, name=f"sparkdl.metrics.{epoch}")
+        logs.update(zip(keys, mean.numpy().tolist(), strict=True))

@@ -1,0 +1,120 @@
+"""Keras 3 specifics on 2 Horovod ranks: subclassed models and registered custom objects,
+learning-rate scaling for constants and schedules, mixed precision, and no legacy Keras."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras_helpers import (
+    RecordOnRanks,
+    SubclassedMLP,
+    accuracy,
+    mlp,
+    no_spark_job,
+    recorded,
+    separable_df,
+    squared_error,
+)
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import VectorAssembler
+
+from sparkdl import KerasEstimator, Store
+
+
+@pytest.fixture(scope="module")
+def features_df(spark):
+    df = separable_df(spark, rows=1600, seed=5)
+    return VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        df).cache()
+
+
+def _estimator(store_root, **overrides):
+    params = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2),
+                  loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
+                  store=Store.create(store_root), num_proc=2, batch_size=32, epochs=3,
+                  random_seed=11, verbose=0)
+    params.update(overrides)
+    return KerasEstimator(**params)
+
+
+def test_subclassed_model_with_custom_layer_loss_and_metric(spark, features_df, store_root,
+                                                            tmp_path):
+    keras.utils.set_random_seed(4)
+    model = SubclassedMLP(hidden=16)
+    model.build((None, 4))
+    # the model and its layer are known to the ranks through keras' registry alone; the loss
+    # goes through custom_objects
+    est = _estimator(store_root, model=model, loss=squared_error,
+                     metrics=[keras.metrics.BinaryAccuracy(name="acc")],
+                     custom_objects={"squared_error": squared_error})
+    pm = Pipeline(stages=[est]).fit(features_df)
+    history = pm.stages[-1].getHistory()
+    assert history["loss"][-1] < history["loss"][0] and "acc" in history
+
+    out = pm.transform(features_df)
+    assert accuracy(out) > 0.9
+    path = str(tmp_path / "subclassed")
+    pm.write().save(path)
+    loaded = PipelineModel.load(path)
+    trained = loaded.stages[-1].getModel()
+    assert isinstance(trained, SubclassedMLP) and trained.hidden == 16
+    before = out.orderBy("id").select("label__output").toPandas()["label__output"].to_numpy()
+    after = (loaded.transform(features_df).orderBy("id").select("label__output").toPandas()
+             ["label__output"].to_numpy())
+    np.testing.assert_allclose(after, before, rtol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", [False, True], ids=["constant", "schedule"])
+def test_learning_rate_scaled_by_ranks_and_returned_as_given(spark, features_df, store_root,
+                                                             tmp_path, schedule):
+    rate = (keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=10, decay_rate=0.5)
+            if schedule else 0.05)
+    optimizer = keras.optimizers.SGD(rate, momentum=0.9)
+    fitted = _estimator(store_root, optimizer=optimizer, epochs=2,
+                        callbacks=[RecordOnRanks(str(tmp_path))]).fit(features_df)
+
+    for rank in (0, 1):
+        rates, _ = recorded(str(tmp_path), rank)
+        for step, lr in rates:  # while training: the user's rate times num_proc
+            expected = float(rate(step)) if schedule else rate
+            assert lr == pytest.approx(2 * expected, rel=1e-5)
+    # gradients were averaged and updates identical: both ranks end with the same weights
+    np.testing.assert_allclose(recorded(str(tmp_path), 0)[1], recorded(str(tmp_path), 1)[1],
+                               rtol=1e-6)
+
+    # the returned model carries the user's own optimizer config and the state training reached
+    returned = fitted.getModel().optimizer
+    assert returned.get_config() == optimizer.get_config()
+    steps = 2 * int(np.ceil(features_df.count() / (32 * 2)))
+    assert int(returned.iterations.numpy()) == steps
+    momentum = [v for v in returned.variables if "momentum" in v.name]
+    assert momentum and any(np.abs(v.numpy()).sum() > 0 for v in momentum)
+
+
+def test_mixed_precision_trains_with_loss_scaling(spark, features_df, store_root, tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mlp()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    fitted = _estimator(store_root, model=model, epochs=2,
+                        callbacks=[RecordOnRanks(str(tmp_path))]).fit(features_df)
+    assert isinstance(fitted.getModel().optimizer, keras.optimizers.LossScaleOptimizer)
+    np.testing.assert_allclose(recorded(str(tmp_path), 0)[1], recorded(str(tmp_path), 1)[1],
+                               rtol=1e-6)
+    assert accuracy(fitted.transform(features_df)) > 0.9
+
+
+def test_legacy_keras_is_refused_before_any_job(spark, features_df, store_root, monkeypatch):
+    monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
+    with no_spark_job(spark), pytest.raises(RuntimeError, match="Keras 2 .* is not supported"):
+        _estimator(store_root).fit(features_df)
+
+
+def test_jit_compile_trains_the_same_model_on_every_rank(spark, features_df, store_root,
+                                                         tmp_path):
+    fitted = _estimator(store_root, jit_compile=True, epochs=2,
+                        callbacks=[RecordOnRanks(str(tmp_path))]).fit(features_df)
+    np.testing.assert_allclose(recorded(str(tmp_path), 0)[1], recorded(str(tmp_path), 1)[1],
+                               rtol=1e-6)
+    assert accuracy(fitted.transform(features_df)) > 0.9
