@@ -1,10 +1,12 @@
 """A small JSON-lines channel from ranks to the driver: start/failure notices and user messages.
 
-The driver owns a TCP server (one per job, random port, per-job secret); tasks and their child
-processes connect as clients. Neither side needs Spark, so executors import this freely.
+The driver owns a TCP server (one per job, random port on the driver's address, per-job secret);
+tasks and their child processes connect as clients. A peer must send the secret within
+`hello_timeout` seconds; lines are bounded. Neither side needs Spark, so executors import this.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import queue
@@ -18,41 +20,64 @@ CHANNEL_ENV = "SPARKDL_CHANNEL"
 SECRET_ENV = "SPARKDL_CHANNEL_SECRET"
 RANK_ENV = "SPARKDL_RANK"
 _CONNECT_TIMEOUT_S = 10.0
+HELLO_TIMEOUT_S = 10.0
+MAX_LINE_BYTES = 1 << 20  # one message; a longer line is dropped
 
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         server: _Server = self.server  # type: ignore[assignment]
-        first = self.rfile.readline()
+        self.request.settimeout(server.hello_timeout)
         try:
-            hello = json.loads(first)
-        except ValueError:
+            if not _authentic(self.rfile.readline(MAX_LINE_BYTES), server.secret):
+                return  # not one of this job's ranks
+            self.request.settimeout(None)  # a rank may be silent for a whole epoch
+            self._read_messages(server.inbox)
+        except OSError:  # timed out, reset, or closed by the server's shutdown
             return
-        if not isinstance(hello, dict) or hello.get("secret") != server.secret:
-            return  # not one of this job's ranks
-        for line in self.rfile:
+
+    def _read_messages(self, inbox: queue.Queue[dict[str, Any]]) -> None:
+        while line := self.rfile.readline(MAX_LINE_BYTES):
+            if not line.endswith(b"\n"):  # over the limit (or cut by EOF): skip to its end
+                while (rest := self.rfile.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                continue
             try:
-                server.inbox.put(json.loads(line))
+                inbox.put(json.loads(line))
             except ValueError:
                 continue
+
+
+def _authentic(hello_line: bytes, secret: str) -> bool:
+    """The first line is this job's hello: a whole JSON line carrying the secret."""
+    if not hello_line.endswith(b"\n"):
+        return False
+    try:
+        hello = json.loads(hello_line)
+    except ValueError:
+        return False
+    given = hello.get("secret") if isinstance(hello, dict) else None
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), secret.encode())
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], secret: str) -> None:
+    def __init__(self, addr: tuple[str, int], secret: str, hello_timeout: float) -> None:
         super().__init__(addr, _Handler)
-        self.secret = secret
+        self.secret, self.hello_timeout = secret, hello_timeout
         self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
 
 
 class DriverChannel:
-    """Driver end: listens on a random port and queues every message the job's ranks send."""
+    """Driver end: listens on a random port of `advertise_host` (the address the ranks reach the
+    driver on, not every interface) and queues every message the job's ranks send."""
 
-    def __init__(self, advertise_host: str, bind_host: str = "") -> None:
+    def __init__(self, advertise_host: str, hello_timeout: float = HELLO_TIMEOUT_S) -> None:
         self.secret = secrets.token_hex(16)
-        self._server = _Server((bind_host, 0), self.secret)
+        self._server = _Server((advertise_host, 0), self.secret, hello_timeout)
+        self.bound_host = self._server.server_address[0]
         self.address = f"{advertise_host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="sparkdl-channel")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from sparkdl.launch.channel import ChannelClient, DriverChannel
+from sparkdl.launch.channel import MAX_LINE_BYTES, ChannelClient, DriverChannel
 from sparkdl.launch.rendezvous import horovod_env, slot_plan
 from sparkdl.launch.task import describe_failure
 
@@ -35,7 +35,7 @@ def test_failure_text_names_rank_signal_and_last_lines():
 
 
 def test_channel_accepts_only_clients_with_the_job_secret():
-    with DriverChannel(advertise_host="127.0.0.1", bind_host="127.0.0.1") as channel:
+    with DriverChannel(advertise_host="127.0.0.1") as channel:
         intruder = ChannelClient(channel.address, "wrong-secret", rank=5)
         intruder.send("failed", message="spoofed")
         client = ChannelClient(channel.address, channel.secret, rank=1)
@@ -46,3 +46,53 @@ def test_channel_accepts_only_clients_with_the_job_secret():
         assert channel.get(timeout=0.2) is None  # the intruder's message never arrives
         client.close()
         intruder.close()
+
+
+def _closed_by_server(sock, within: float) -> bool:
+    """True when the server closes `sock` (recv returns b'') within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_channel_drops_oversized_lines_and_keeps_serving():
+    import socket
+
+    with DriverChannel(advertise_host="127.0.0.1", hello_timeout=5.0) as channel:
+        host, port = channel.address.rsplit(":", 1)
+        flood = socket.create_connection((host, int(port)))
+        flood.sendall(b"x" * (2 * MAX_LINE_BYTES))  # no newline: never a whole line
+        assert _closed_by_server(flood, within=5.0)
+        flood.close()
+        client = ChannelClient(channel.address, channel.secret, rank=0)
+        client.send("message", payload="big" * (MAX_LINE_BYTES // 2))  # over the limit: dropped
+        client.send("message", payload="small")
+        assert channel.get(timeout=5) == {"type": "message", "rank": 0, "payload": "small"}
+        client.close()
+
+
+def test_channel_times_out_peers_that_never_authenticate():
+    import socket
+
+    with DriverChannel(advertise_host="127.0.0.1", hello_timeout=0.5) as channel:
+        host, port = channel.address.rsplit(":", 1)
+        silent = socket.create_connection((host, int(port)))
+        t0 = time.monotonic()
+        assert _closed_by_server(silent, within=5.0)
+        assert time.monotonic() - t0 < 3.0
+        silent.close()
+        # an authenticated rank may stay silent longer than the hello timeout
+        client = ChannelClient(channel.address, channel.secret, rank=1)
+        time.sleep(1.0)
+        client.send("message", payload=1)
+        assert channel.get(timeout=5) == {"type": "message", "rank": 1, "payload": 1}
+        client.close()
+
+
+def test_channel_listens_only_on_the_driver_address():
+    with DriverChannel(advertise_host="127.0.0.1") as channel:
+        assert channel.bound_host == "127.0.0.1"
