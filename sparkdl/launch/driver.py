@@ -145,14 +145,25 @@ class _BarrierJob:
                 thread = threading.Thread(target=self._submit, args=(broadcast, spec),
                                           daemon=True, name=self.group)
                 thread.start()
-                error = self._watch(thread, channel, start_timeout, timeout, on_message)
+                try:
+                    error = self._watch(thread, channel, start_timeout, timeout, on_message)
+                except BaseException:  # Ctrl-C or a notebook's stop button: end the ranks too
+                    self._cancel(thread)
+                    raise
                 if error is not None:
-                    self.sc.cancelJobGroup(self.group)
-                    thread.join(_CANCEL_WAIT_S)
+                    self._cancel(thread)
                     raise error from self.outcome.get("error")
         finally:
             broadcast.destroy()
         return [cloudpickle.loads(blob) for blob in self.outcome["results"]]
+
+    def _cancel(self, thread: threading.Thread) -> None:
+        """Cancel the job (its tasks kill their rank processes) and wait, bounded, for its end."""
+        self.sc.cancelJobGroup(self.group)
+        thread.join(_CANCEL_WAIT_S)
+        if thread.is_alive():
+            log.warning("job group %s still running %.0fs after its cancellation", self.group,
+                        _CANCEL_WAIT_S)
 
     def _submit(self, broadcast: Any, spec: TaskSpec) -> None:
         self.sc.setJobGroup(self.group, f"sparkdl: {self.num_proc} Horovod ranks",

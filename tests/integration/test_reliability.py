@@ -12,6 +12,7 @@ import pytest
 from keras_helpers import mlp, no_spark_job, separable_df
 from pyspark.ml.feature import VectorAssembler
 
+import sparkdl
 from sparkdl import KerasEstimator, KerasModel, Store
 from sparkdl.launch import RankFailedError
 
@@ -210,3 +211,35 @@ def test_saving_over_an_existing_model_path_needs_overwrite(spark, features_df, 
         model.save(path)
     model.write().overwrite().save(path)
     assert KerasModel.load(path).getHistory() == model.getHistory()
+
+
+def _sleep_on_every_rank():
+    import horovod.tensorflow as hvd
+
+    hvd.init()
+    time.sleep(300)
+
+
+def test_interrupting_the_driver_cancels_the_job_and_ends_the_ranks(spark):
+    import _thread
+
+    ports_before = _listening_ports()
+
+    def interrupt_once_ranks_run():
+        if _eventually(lambda: len(_rank_children()) == 2, seconds=120):
+            _thread.interrupt_main()  # what Ctrl-C or a notebook's stop button does
+
+    # Python's own SIGINT handler, as in a Jupyter kernel, not pyspark's (which cancels all jobs)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_once_ranks_run, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            sparkdl.run(_sleep_on_every_rank, num_proc=2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # the barrier job was cancelled: its ranks are gone and the slots free at once
+    assert _eventually(lambda: not _rank_children()), _rank_children()
+    assert _eventually(lambda: not spark.sparkContext.statusTracker().getActiveJobsIds())
+    assert _eventually(lambda: not (_listening_ports() - ports_before)), (
+        _listening_ports() - ports_before)
+    assert sparkdl.run(lambda: 7, num_proc=2) == [7, 7]  # the session is usable again
