@@ -195,3 +195,18 @@ def _escape(text):
     import re
 
     return re.escape(text)
+
+
+def test_output_with_a_free_dimension_is_an_array_column(spark, data, store_root):
+    train, _ = data
+    df = train.withColumn("abc", F.array("a", "b", "c"))
+    # per-row output shape (None,): as many values as the input has, not known from the model
+    inputs = keras.Input((None,))
+    x = keras.layers.Reshape((-1, 1))(inputs)
+    x = keras.layers.Dense(1)(x)
+    model = keras.Model(inputs, keras.layers.Reshape((-1,))(x))
+    fitted = _estimator(store_root, model=model, feature_cols=["abc"], label_cols=["abc"],
+                        loss="mse", metrics=None, num_proc=1, epochs=1).fit(df)
+    out = fitted.transform(df.limit(50))
+    assert dict(out.dtypes)["abc__output"] == "array<float>"
+    assert all(len(r["abc__output"]) == 3 for r in out.select("abc__output").collect())
