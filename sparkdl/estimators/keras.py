@@ -95,22 +95,33 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                       plan.custom_objects)
         return self._copyValues(model)
 
-    # persistence: JSON params as metadata, the rest (model, optimizer, ...) as blobs
+    # persistence: JSON params as metadata; Keras objects as their configs, the rest pickled
     def _blobs(self) -> dict[str, bytes]:
-        from sparkdl.train.serialize import model_to_bytes
+        from sparkdl.train.serialize import model_to_bytes, to_keras_configs
 
-        blobs = {"objects.pkl": cloudpickle.dumps(
-            {p.name: v for p, v in self._paramMap.items() if p.name != "model"})}
+        objects = {p.name: to_keras_configs(v) for p, v in self._paramMap.items()
+                   if p.name != "model"}
+        blobs = {"objects.pkl": _dumps_param("callbacks/custom objects", objects)}
         if self.isSet(self.model):
             blobs["model.keras"] = model_to_bytes(self.getModel())
         return blobs
 
     def _restore(self, blobs: dict[str, bytes], metadata: dict[str, Any]) -> None:
-        from sparkdl.train.serialize import model_from_bytes
+        from sparkdl.train.serialize import from_keras_configs, model_from_bytes, with_registered
 
-        self._set(**cloudpickle.loads(blobs["objects.pkl"]))
+        objects = cloudpickle.loads(blobs["objects.pkl"])
+        custom = with_registered(objects.get("custom_objects"))
+        self._set(**{k: from_keras_configs(v, custom) for k, v in objects.items()})
         if "model.keras" in blobs:
-            self._set(model=model_from_bytes(blobs["model.keras"], self.getCustomObjects()))
+            self._set(model=model_from_bytes(blobs["model.keras"], custom))
+
+
+def _dumps_param(what: str, value: Any) -> bytes:
+    try:
+        return dumps_by_value(value)
+    except Exception as exc:
+        raise TypeError(f"cannot save the estimator: its {what} cannot be pickled ({exc}); "
+                        "expected picklable objects") from exc
 
 
 class _FitPlan:

@@ -38,13 +38,25 @@ class BlobParamsWriter(MLWriter):
         self.instance = instance
 
     def saveImpl(self, path: str) -> None:
-        params = {p.name: v for p, v in self.instance._paramMap.items() if _jsonable(v)}
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession,
-                                         extraMetadata=self.instance._extra_metadata(),
-                                         paramMap=params)
+        # blobs first: an object that cannot be saved fails the save before anything is written
         rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]
-        (self.sparkSession.createDataFrame(rows, "name string, data binary").coalesce(1)
-         .write.parquet(f"{path}/{BLOBS}"))
+        params = {p.name: v for p, v in self.instance._paramMap.items() if _jsonable(v)}
+        try:
+            DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession,
+                                             extraMetadata=self.instance._extra_metadata(),
+                                             paramMap=params)
+            (self.sparkSession.createDataFrame(rows, "name string, data binary").coalesce(1)
+             .write.parquet(f"{path}/{BLOBS}"))
+        except BaseException:
+            _delete(self.sparkSession, path)  # no half-written stage (the path was free)
+            raise
+
+
+def _delete(spark: SparkSession, path: str) -> None:
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(
+        hadoop_path, True)
 
 
 class BlobParamsReader(MLReader):

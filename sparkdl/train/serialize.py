@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -59,6 +60,40 @@ def model_from_bytes(data: bytes, custom_objects: Mapping[str, Any] | None = Non
             f.write(data)
         return keras.saving.load_model(path, custom_objects=dict(custom_objects or {}),
                                        compile=compile, safe_mode=False)
+
+
+@dataclass(frozen=True)
+class KerasConfig:
+    """A Keras optimizer, loss or metric kept as its Keras config, rebuilt where it is loaded."""
+
+    config: dict[str, Any]
+
+
+_CONFIGURABLE = (keras.optimizers.Optimizer, keras.losses.Loss, keras.metrics.Metric)
+
+
+def to_keras_configs(value: Any) -> Any:
+    """`value` with every Keras optimizer, loss and metric (also inside lists and dicts) replaced
+    by its KerasConfig: configs outlive the live objects' internals across Keras versions."""
+    if isinstance(value, _CONFIGURABLE):
+        return KerasConfig(keras.saving.serialize_keras_object(value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_keras_configs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_keras_configs(v) for k, v in value.items()}
+    return value
+
+
+def from_keras_configs(value: Any, custom_objects: Mapping[str, Any]) -> Any:
+    """Inverse of `to_keras_configs`."""
+    if isinstance(value, KerasConfig):
+        return keras.saving.deserialize_keras_object(value.config,
+                                                     custom_objects=dict(custom_objects))
+    if isinstance(value, (list, tuple)):
+        return type(value)(from_keras_configs(v, custom_objects) for v in value)
+    if isinstance(value, dict):
+        return {k: from_keras_configs(v, custom_objects) for k, v in value.items()}
+    return value
 
 
 def optimizer_config(optimizer: Any) -> dict[str, Any]:

@@ -210,3 +210,46 @@ def test_output_with_a_free_dimension_is_an_array_column(spark, data, store_root
     out = fitted.transform(df.limit(50))
     assert dict(out.dtypes)["abc__output"] == "array<float>"
     assert all(len(r["abc__output"]) == 3 for r in out.select("abc__output").collect())
+
+
+def test_unfitted_pipeline_with_keras_objects_saves_loads_and_fits(spark, data, store_root,
+                                                                    tmp_path):
+    train, _ = data
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=20, decay_rate=0.9)
+    est = _estimator(store_root, optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+                     loss=keras.losses.BinaryCrossentropy(label_smoothing=0.05),
+                     metrics=[keras.metrics.AUC(name="auc"), "accuracy"],
+                     callbacks=[keras.callbacks.TerminateOnNaN()], num_proc=1, epochs=1,
+                     verbose=0)
+    assembler = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features")
+    path = str(tmp_path / "unfitted")
+    Pipeline(stages=[assembler, est]).write().save(path)
+
+    loaded = Pipeline.load(path)
+    got = loaded.getStages()[-1]
+    assert got.getOptimizer().get_config() == est.getOptimizer().get_config()
+    assert got.getLoss().get_config() == est.getLoss().get_config()
+    assert [m if isinstance(m, str) else m.name for m in got.getMetrics()] == ["auc", "accuracy"]
+    assert isinstance(got.getCallbacks()[0], keras.callbacks.TerminateOnNaN)
+    for a, b in zip(got.getModel().get_weights(), est.getModel().get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert got.getBatchSize() == 64 and got.getFeatureCols() == ["features"]
+    fitted = loaded.fit(train)  # the loaded pipeline trains as the original would
+    assert "auc" in fitted.stages[-1].getHistory()
+
+
+class _Unpicklable(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def test_a_failed_save_leaves_nothing_behind(spark, store_root, tmp_path):
+    import os
+
+    path = str(tmp_path / "broken")
+    with pytest.raises(TypeError, match="cannot save the estimator"):
+        _estimator(store_root, callbacks=[_Unpicklable()]).write().save(path)
+    assert not os.path.exists(path)
