@@ -5,6 +5,7 @@ Release the data with ``meta.release()`` or by using the result as a context man
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame
@@ -45,21 +47,29 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
                 label_cols: str | Sequence[str], *, sample_weight_col: str | None = None,
                 validation: float | str | None = None, num_proc: int,
                 float_dtype: str | None = "float32", seed: int = 42,
-                check: Callable[[dict[str, ColumnSpec]], None] | None = None) -> DatasetMeta:
+                check: Callable[[dict[str, ColumnSpec]], None] | None = None,
+                cache_key: str | None = None) -> DatasetMeta:
     """Write the training columns of `df` as Parquet under ``store.data_dir(key)``.
 
-    The same plan with the same arguments reuses what is already in the store. Bad input raises
-    ValueError before anything is written. `validation`: None, a fraction in (0, 1), or the name
-    of a boolean/integer column (true/non-zero = validation row; not written). `check` sees the
-    profiled column specs (all sizes known) before anything is written, and may raise.
+    Reuse: with `cache_key`, whatever was written under that key with the same arguments (the
+    user vouches that the data is the same; kept until released). Else the same deterministic
+    plan over the same input files (path, size, modification time) within one Spark application
+    (released when the driver exits); a plan that is not deterministic or reads a source other
+    than files, local data or ranges is written for this call only (`meta.reuse == "once"`).
+    Bad input raises ValueError before anything is written. `validation`: None, a fraction in
+    (0, 1), or the name of a boolean/integer column (true/non-zero = validation row; not
+    written). `check` sees the profiled column specs (all sizes known) before anything is
+    written, and may raise.
     """
     features, labels = _names(feature_cols, "feature_cols"), _names(label_cols, "label_cols")
     _check_args(store, num_proc, float_dtype, seed, sample_weight_col)
     roles = _roles(features, labels, sample_weight_col)
     split = _validation(df, validation, seed, roles)
     specs = inspect_columns(df, list(roles), float_dtype)
-    key = cache_key(df, features=features, labels=labels, weight=sample_weight_col,
-                    validation=validation, float_dtype=float_dtype, seed=seed, num_proc=num_proc)
+    reuse = "key" if cache_key is not None else "app" if reusable(df) else "once"
+    key = data_key(df, reuse, cache_key, features=features, labels=labels,
+                   weight=sample_weight_col, validation=validation, float_dtype=float_dtype,
+                   seed=seed, num_proc=num_proc)
     with _lock_for(key):  # concurrent fits of one DataFrame write it once
         cached = DatasetMeta.load(store, key)
         if cached is not None:
@@ -79,8 +89,10 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
         train, val = _write(df, store, key, split, profile, num_proc)
         meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
                            sample_weight_col=sample_weight_col, columns=profile.columns,
-                           train=train, val=val, store=store)
+                           train=train, val=val, reuse=reuse, store=store)
         meta.save()
+        if reuse == "app":
+            _written_by_this_app.append(meta)
         return meta
 
 
@@ -93,20 +105,94 @@ def _lock_for(key: str) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def cache_key(df: DataFrame, **params: object) -> str:
-    """Key of a materialization: the analysed plan's semantic hash plus every argument.
+# Reading these leaves gives the same rows every time (files are checked by size and mtime).
+_STABLE_LEAVES = {"LogicalRelation", "HiveTableRelation", "LocalRelation", "Range", "LogicalRDD",
+                  "OneRowRelation"}
 
-    The semantic hash is only meaningful within one JVM, so the Spark application id is part of
-    the key: a new session never reuses another session's data.
-    """
-    payload = {
-        "plan": df._jdf.queryExecution().analyzed().semanticHash(),
-        "schema": df.schema.json(),
-        "app": df.sparkSession.sparkContext.applicationId,
-        **params,
-    }
+
+def reusable(df: DataFrame) -> bool:
+    """True when materializing `df` again within this application would write the same rows."""
+    plan = df._jdf.queryExecution().analyzed()
+    return plan.deterministic() or not _random_expressions(plan)
+
+
+def _stable_leaf(leaf: Any) -> bool:
+    kind = leaf.getClass().getSimpleName()
+    if kind == "LogicalRelation":  # files, not e.g. JDBC, whose table may change under the plan
+        return leaf.relation().getClass().getSimpleName() == "HadoopFsRelation"
+    return kind in _STABLE_LEAVES
+
+
+def _seq(scala_seq: Any) -> list[Any]:
+    return [scala_seq.apply(i) for i in range(scala_seq.size())]
+
+
+def _random_expressions(plan: Any) -> bool:
+    """Whether a node reads an unstable source or computes a non-deterministic expression.
+
+    Spark ML's own UDFs (VectorAssembler's, ...) are marked non-deterministic to keep the
+    optimizer from re-evaluating them, not because they are random: they do not count."""
+    if not plan.children().size() and not _stable_leaf(plan):
+        return True
+    stack = _seq(plan.expressions())
+    while stack:
+        expr = stack.pop()
+        if expr.deterministic():
+            continue
+        children = _seq(expr.children())
+        if all(c.deterministic() for c in children) and not _spark_ml_udf(expr):
+            return True
+        stack.extend(children)
+    return any(_random_expressions(child) for child in _seq(plan.children()))
+
+
+def _spark_ml_udf(expr: Any) -> bool:
+    return (expr.getClass().getSimpleName() == "ScalaUDF"
+            and expr.function().getClass().getName().startswith("org.apache.spark.ml."))
+
+
+def data_key(df: DataFrame, reuse: str, user_key: str | None = None, **params: object) -> str:
+    """Key of a materialization (see `materialize` for when a key repeats).
+
+    "app": the analysed plan's semantic hash (meaningful within one JVM, so with the Spark
+    application id), the schema and each input file's path, size and modification time."""
+    payload: dict[str, object] = {"params": params}
+    if reuse == "key":
+        payload["user_key"] = user_key
+    elif reuse == "app":
+        payload.update(plan=df._jdf.queryExecution().analyzed().semanticHash(),
+                       schema=df.schema.json(), app=df.sparkSession.sparkContext.applicationId,
+                       inputs=_input_files(df))
+    else:
+        payload["once"] = uuid.uuid4().hex
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return "ds-" + digest[:24]
+
+
+def _input_files(df: DataFrame) -> list[tuple[str, int, int]]:
+    """(path, size, modification time) of every file `df` reads, through Hadoop's filesystem."""
+    sc = df.sparkSession.sparkContext
+    conf, jvm = sc._jsc.hadoopConfiguration(), sc._jvm
+    found = []
+    for name in sorted(df.inputFiles()):
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        status = path.getFileSystem(conf).getFileStatus(path)
+        found.append((name, int(status.getLen()), int(status.getModificationTime())))
+    return found
+
+
+_written_by_this_app: list[DatasetMeta] = []
+
+
+@atexit.register
+def _release_app_data() -> None:
+    """Data keyed to this application is of no use to another: the store does not keep it."""
+    while _written_by_this_app:
+        meta = _written_by_this_app.pop()
+        try:
+            meta.release()
+        except Exception:  # best effort at exit; the store may be gone
+            logger.warning("could not release materialized data %s", meta.key, exc_info=True)
 
 
 def num_files(rows: int, row_bytes: int, num_proc: int, parallelism: int) -> int:

@@ -59,6 +59,9 @@ class DatasetMeta:
     columns: dict[str, ColumnSpec]
     train: SplitInfo
     val: SplitInfo | None
+    # "once": this fit only; "app": reused within the Spark application that wrote it;
+    # "key": reused wherever the user's cache_key is given again (see materialize)
+    reuse: str = "app"
     store: Store | None = field(default=None, compare=False, repr=False)
 
     @property

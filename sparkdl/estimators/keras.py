@@ -60,6 +60,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  train_steps_per_epoch: Any = None, validation_steps_per_epoch: Any = None,
                  shuffle: Any = None, random_seed: Any = None, store: Any = None,
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
+                 cache_key: Any = None,
                  output_cols: Any = None, jit_compile: Any = None) -> None:
         super().__init__()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -71,9 +72,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
     def _fit(self, df: DataFrame) -> KerasModel:
         from sparkdl.data.materialize import materialize
-        from sparkdl.launch import run
         from sparkdl.launch.driver import available_slots, check_num_proc
-        from sparkdl.train.keras_worker import train_keras
 
         plan = _FitPlan(self, df)
         num_proc = check_num_proc(self.getNumProc(), available_slots(
@@ -83,7 +82,18 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                            validation=self.getValidation(), num_proc=num_proc,
                            seed=42 if self.getRandomSeed() is None else self.getRandomSeed(),
                            check=lambda specs: check.check_input_shapes(
-                               plan.signature, plan.feature_cols, specs))
+                               plan.signature, plan.feature_cols, specs),
+                           cache_key=self.getCacheKey())
+        try:
+            return self._train(plan, meta, num_proc)
+        finally:
+            if meta.reuse == "once":
+                meta.release()  # written for this fit alone
+
+    def _train(self, plan: _FitPlan, meta: Any, num_proc: int) -> KerasModel:
+        from sparkdl.launch import run
+        from sparkdl.train.keras_worker import train_keras
+
         run_id = self.getRunId() or _new_run_id()
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
                  num_proc, meta.train_rows, meta.val_rows)

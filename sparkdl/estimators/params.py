@@ -91,6 +91,10 @@ class TrainingParams(ColumnParams):
     random_seed = _param("random_seed", "seed for the split, shuffling and initialisation",
                          _optional_int)
     store = _param("store", "sparkdl.Store for materialised data, checkpoints, logs")
+    cache_key = _param("cache_key", "reuse the data materialised under this name (you vouch "
+                       "that the DataFrame is unchanged), across applications too; default: "
+                       "reuse only a deterministic plan over unchanged input files within this "
+                       "application", _optional_string)
     run_id = _param("run_id", "name of the run in the store; fitting again with the same run_id "
                     "resumes from its last checkpoint (default: a new id)", _optional_string)
     num_proc = _param("num_proc", "number of Horovod ranks (default: the cluster's task slots)",
@@ -102,5 +106,6 @@ class TrainingParams(ColumnParams):
         super().__init__()
         self._setDefault(sample_weight_col=None, validation=None, val_batch_size=None, epochs=1,
                          train_steps_per_epoch=None, validation_steps_per_epoch=None,
-                         shuffle=True, random_seed=None, store=None, run_id=None, num_proc=None,
+                         shuffle=True, random_seed=None, store=None, cache_key=None, run_id=None,
+                         num_proc=None,
                          verbose=1)

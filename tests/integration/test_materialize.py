@@ -178,3 +178,30 @@ def test_null_array_elements_and_all_train_validation_are_rejected(spark, store)
     with pytest.raises(ValueError, match="validation column 'fold' marks 0 of 1 rows"):
         materialize(frame.filter("id = 2"), store, "arr", "id", validation="fold", num_proc=1)
     assert _data_entries(store) == []
+
+
+def test_rewritten_input_files_are_materialized_again(spark, store, tmp_path):
+    source = str(tmp_path / "source")
+
+    def write(rows, mode):
+        (spark.range(rows).selectExpr("cast(id as double) as a", "cast(id % 2 as double) as label")
+         .write.mode(mode).parquet(source))
+
+    write(100, "error")
+    first = materialize(spark.read.parquet(source), store, "a", "label", num_proc=2)
+    again = materialize(spark.read.parquet(source), store, "a", "label", num_proc=2)
+    assert again.key == first.key and first.reuse == "app"  # unchanged files: reused
+    write(300, "overwrite")  # same path, same plan, new files
+    second = materialize(spark.read.parquet(source), store, "a", "label", num_proc=2)
+    assert second.key != first.key and second.train_rows == 300
+
+
+def test_non_deterministic_plans_are_not_reused_unless_a_cache_key_is_given(frame, store):
+    sampled = frame.filter(F.rand(1) < 0.5)
+    first = materialize(sampled, store, "vec", "label", num_proc=2)
+    second = materialize(sampled, store, "vec", "label", num_proc=2)
+    assert first.reuse == second.reuse == "once" and first.key != second.key
+    keyed = materialize(sampled, store, "vec", "label", num_proc=2, cache_key="my-sample")
+    assert keyed.reuse == "key"
+    assert materialize(sampled, store, "vec", "label", num_proc=2,
+                       cache_key="my-sample") == keyed
