@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any
 
-from common import COMPILE, LEARNING_RATE, PhaseTimes, features_df, read_phase_times
+from common import COMPILE, LEARNING_RATE, PhaseTimes, features_df, mlp, read_phase_times
 
 
 def main(spec_path: str) -> None:
@@ -52,7 +52,7 @@ def _fit(spark: Any, task: dict[str, Any], models: dict[str, Any], name: str) ->
     from horovod.spark.common.store import LocalStore
 
     df = features_df(spark, task["parquet"])
-    model = tf.keras.models.load_model(task["model"], compile=False)
+    model = mlp(task["dim"], task["hidden"])  # Keras 2's own initial weights for the seed
     with tempfile.TemporaryDirectory(prefix="bench_peer_") as tmp:
         timing = os.path.join(tmp, "timing")
         est = hvd_keras.KerasEstimator(

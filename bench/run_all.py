@@ -148,8 +148,6 @@ def model_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str
     def cpu_bound() -> Any:
         return mlp(DIM, CPU_BOUND)
 
-    small().save(os.path.join(tmp, "small.keras"))
-    cpu_bound().save(os.path.join(tmp, "cpu_bound.keras"))
     repeat, epochs, rows = size["repeat"], size["epochs"], []
     df, fitted, in_fit_one = features_df(spark, parquet), None, None
     if "p3" in stages:
@@ -172,9 +170,10 @@ def model_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str
                            unpinned_one=in_fit_one)
     df.unpersist()
     peer_spec = {
-        "fits": {"p3": {"parquet": p3_parquet, "model": os.path.join(tmp, "small.keras"),
+        # the architecture, not a .keras file: the peer runs Keras 2, which cannot load Keras 3's
+        "fits": {"p3": {"parquet": p3_parquet, "dim": DIM, "hidden": SMALL,
                         "num_proc": 2, "epochs": 1, "batch_size": BATCH},
-                 "p4": {"parquet": parquet, "model": os.path.join(tmp, "cpu_bound.keras"),
+                 "p4": {"parquet": parquet, "dim": DIM, "hidden": CPU_BOUND,
                         "num_proc": 1, "epochs": epochs, "batch_size": BATCH}},
         "transform": {"parquet": parquet, "rows": size["peer_rows"],
                       "repeat": size["peer_repeat"], "model_from": "p4"}}

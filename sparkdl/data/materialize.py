@@ -162,14 +162,14 @@ def data_key(df: DataFrame, reuse: str, user_key: str | None = None, **params: o
     elif reuse == "app":
         payload.update(plan=df._jdf.queryExecution().analyzed().semanticHash(),
                        schema=df.schema.json(), app=df.sparkSession.sparkContext.applicationId,
-                       inputs=_input_files(df))
+                       inputs=input_files(df))
     else:
         payload["once"] = uuid.uuid4().hex
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return "ds-" + digest[:24]
 
 
-def _input_files(df: DataFrame) -> list[tuple[str, int, int]]:
+def input_files(df: DataFrame) -> list[tuple[str, int, int]]:
     """(path, size, modification time) of every file `df` reads, through Hadoop's filesystem."""
     sc = df.sparkSession.sparkContext
     conf, jvm = sc._jsc.hadoopConfiguration(), sc._jvm

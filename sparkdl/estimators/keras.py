@@ -18,6 +18,7 @@ from sparkdl.estimators import validation as check
 from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
+from sparkdl.estimators.runs import EPOCH_PARAMS, claim_run, derived_run_id, fit_fingerprint
 from sparkdl.estimators.transform import predict_dataframe
 from sparkdl.launch.driver import dumps_by_value
 
@@ -71,7 +72,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         return self._set(**self._input_kwargs)
 
     def _fit(self, df: DataFrame) -> KerasModel:
-        from sparkdl.data.materialize import materialize
+        from sparkdl.data.materialize import input_files, materialize
         from sparkdl.launch.driver import available_slots, check_num_proc
 
         plan = _FitPlan(self, df)
@@ -85,16 +86,36 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                plan.signature, plan.feature_cols, specs),
                            cache_key=self.getCacheKey())
         try:
-            return self._train(plan, meta, num_proc)
+            run_id = self._claim_run(plan, meta, input_files(df))
+            return self._train(plan, meta, num_proc, run_id)
         finally:
             if meta.reuse == "once":
                 meta.release()  # written for this fit alone
 
-    def _train(self, plan: _FitPlan, meta: Any, num_proc: int) -> KerasModel:
+    def copy(self, extra: Any = None) -> KerasEstimator:
+        """A copy (as CrossValidator makes per fold and param map) trains in its own run: its
+        run_id, when set, is suffixed with a digest of its model, data, params and epochs."""
+        that = super().copy(extra)
+        that._own_run = True
+        return that
+
+    def _claim_run(self, plan: _FitPlan, meta: Any, files: list[Any]) -> str:
+        """The run this fit trains in; resuming it must be a fit of the same model, data and
+        params (see sparkdl.estimators.runs)."""
+        run_id = self.getRunId()
+        if run_id is None:
+            return _new_run_id()
+        params = {name: self.getOrDefault(name) for name in EPOCH_PARAMS}
+        fingerprint = fit_fingerprint(plan.model, plan.optimizer, params, meta, files)
+        if getattr(self, "_own_run", False):
+            run_id = derived_run_id(run_id, fingerprint, self.getEpochs())
+        claim_run(plan.store, run_id, fingerprint)
+        return run_id
+
+    def _train(self, plan: _FitPlan, meta: Any, num_proc: int, run_id: str) -> KerasModel:
         from sparkdl.launch import run
         from sparkdl.train.keras_worker import train_keras
 
-        run_id = self.getRunId() or _new_run_id()
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
                  num_proc, meta.train_rows, meta.val_rows)
         reporter = EpochReporter(self.getVerbose())

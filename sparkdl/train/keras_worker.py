@@ -111,7 +111,8 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         validation_data=val_ds,
         validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size, size)
                           ) if val_ds is not None else None,
-        callbacks=callbacks, verbose=2 if spec.verbose >= 2 and rank == 0 else 0)
+        callbacks=callbacks, verbose=2 if spec.verbose >= 2 and rank == 0 else 0,
+        shuffle=False)  # the shard reader shuffles; Keras cannot shuffle a tf.data.Dataset
     hvd.shutdown()  # leave Horovod together; the process then exits without interpreter teardown
     if rank != 0:
         return None

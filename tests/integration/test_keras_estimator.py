@@ -145,7 +145,8 @@ def test_cross_validator_over_epochs(spark, data, store_root):
     train, _ = data
     df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
         train.limit(800))
-    est = _estimator(store_root, verbose=0)
+    # a fixed run_id: each fold and param map still trains in a run of its own
+    est = _estimator(store_root, verbose=0, run_id="cv")
     grid = ParamGridBuilder().addGrid(est.epochs, [1, 3]).build()
     evaluator = RegressionEvaluator(labelCol="label", predictionCol="label__output",
                                     metricName="rmse")
@@ -155,6 +156,27 @@ def test_cross_validator_over_epochs(spark, data, store_root):
     assert len(cv_model.avgMetrics) == 2
     assert cv_model.avgMetrics[1] < cv_model.avgMetrics[0]  # 3 epochs beat 1
     assert cv_model.bestModel.getEpochs() == 3
+    store = Store.create(store_root)
+    runs = store.listdir(store.path("runs"))
+    assert len(runs) == 4 and all(r.startswith("cv-") for r in runs)  # 2 folds x 2 maps
+
+
+def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
+    train, _ = data
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(train)
+    _estimator(store_root, run_id="mine", epochs=1, num_proc=1).fit(df)
+    store = Store.create(store_root)
+    before = store.listdir(store.checkpoint_dir("mine"))
+    for change, named in [(dict(batch_size=32), "batch_size"),
+                          (dict(model=mlp(hidden=8)), "model architecture"),
+                          (dict(optimizer=keras.optimizers.SGD(0.1)), "optimizer")]:
+        est = _estimator(store_root, run_id="mine", epochs=2, num_proc=1, **change)
+        with pytest.raises(ValueError, match=f"run_id 'mine' holds checkpoints of a different "
+                                             f"fit: its {named} changed"):
+            est.fit(df)
+    assert store.listdir(store.checkpoint_dir("mine")) == before  # nothing trained
+    resumed = _estimator(store_root, run_id="mine", epochs=2, num_proc=1).fit(df)
+    assert resumed.getHistory()["epoch"] == [2]  # the same fit with more epochs continues
 
 
 def test_params_the_pyspark_way(store_root):
