@@ -95,17 +95,21 @@ def check_num_proc(num_proc: int | None, slots: int) -> int:
     return num_proc
 
 
+_by_value_lock = threading.Lock()
+
+
 def dumps_by_value(obj: Any) -> bytes:
     """cloudpickle `obj`; code from the user's own modules (not installed packages, which
     executors can import) goes by value, so it needs no import on the executors."""
-    modules = _user_modules()
-    for module in modules:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        return cloudpickle.dumps(obj)
-    finally:
+    with _by_value_lock:  # cloudpickle's by-value registry is global: one pickling at a time
+        modules = _user_modules()
         for module in modules:
-            cloudpickle.unregister_pickle_by_value(module)
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            return cloudpickle.dumps(obj)
+        finally:
+            for module in modules:
+                cloudpickle.unregister_pickle_by_value(module)
 
 
 def _user_modules() -> list[Any]:

@@ -25,6 +25,24 @@ def mlp(inputs=4, hidden=16, activation="sigmoid"):
                                 keras.layers.Dense(1, activation=activation)])
 
 
+def assembled_df(spark, rows, seed=0):
+    """separable_df with a, b, c, d assembled into an ML vector column `features`, cached."""
+    from pyspark.ml.feature import VectorAssembler
+
+    return VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        separable_df(spark, rows=rows, seed=seed)).cache()
+
+
+def make_estimator(store_root, **params):
+    """A KerasEstimator training `mlp()` on `features` -> `label` on 2 ranks; `params` override."""
+    from sparkdl import KerasEstimator, Store
+
+    base = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy",
+                feature_cols=["features"], label_cols=["label"], store=Store.create(store_root),
+                num_proc=2)
+    return KerasEstimator(**{**base, **params})
+
+
 def accuracy(df, label="label", output="label__output"):
     hit = ((F.col(output) > 0.5).cast("double") == F.col(label)).cast("double")
     return df.select(F.avg(hit)).first()[0]

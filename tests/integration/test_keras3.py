@@ -9,32 +9,24 @@ from keras_helpers import (
     RecordOnRanks,
     SubclassedMLP,
     accuracy,
+    assembled_df,
+    make_estimator,
     mlp,
     no_spark_job,
     recorded,
-    separable_df,
     squared_error,
 )
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import VectorAssembler
-
-from sparkdl import KerasEstimator, Store
 
 
 @pytest.fixture(scope="module")
 def features_df(spark):
-    df = separable_df(spark, rows=1600, seed=5)
-    return VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
-        df).cache()
+    return assembled_df(spark, rows=1600, seed=5)
 
 
 def _estimator(store_root, **overrides):
-    params = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2),
-                  loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
-                  store=Store.create(store_root), num_proc=2, batch_size=32, epochs=3,
-                  random_seed=11, verbose=0)
-    params.update(overrides)
-    return KerasEstimator(**params)
+    return make_estimator(store_root, **{**dict(batch_size=32, epochs=3, random_seed=11,
+                                                verbose=0), **overrides})
 
 
 def test_subclassed_model_with_custom_layer_loss_and_metric(spark, features_df, store_root,

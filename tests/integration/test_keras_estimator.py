@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras_helpers import accuracy, mlp, no_spark_job, separable_df
+from keras_helpers import accuracy, make_estimator, mlp, no_spark_job, separable_df
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import array_to_vector
@@ -21,12 +21,8 @@ def data(spark):
 
 
 def _estimator(store_root, **overrides):
-    params = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2),
-                  loss="binary_crossentropy", metrics=["accuracy"], feature_cols=["features"],
-                  label_cols=["label"], store=Store.create(store_root), num_proc=2,
-                  batch_size=64, epochs=4, random_seed=7, verbose=1)
-    params.update(overrides)
-    return KerasEstimator(**params)
+    return make_estimator(store_root, **{**dict(metrics=["accuracy"], batch_size=64, epochs=4,
+                                                random_seed=7, verbose=1), **overrides})
 
 
 def test_pipeline_learns_predicts_saves_and_loads(spark, data, store_root, tmp_path, capsys):
@@ -158,7 +154,8 @@ def test_cross_validator_over_epochs(spark, data, store_root):
     assert cv_model.bestModel.getEpochs() == 3
     store = Store.create(store_root)
     runs = store.listdir(store.path("runs"))
-    assert len(runs) == 4 and all(r.startswith("cv-") for r in runs)  # 2 folds x 2 maps
+    # 2 folds x 2 param maps, and the best map refitted on all the data
+    assert len(runs) == 5 and all(r.startswith("cv-") for r in runs)
 
 
 def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):

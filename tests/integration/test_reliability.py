@@ -9,11 +9,11 @@ import time
 import keras
 import psutil
 import pytest
-from keras_helpers import mlp, no_spark_job, separable_df
+from keras_helpers import assembled_df, make_estimator, mlp, no_spark_job
 from pyspark.ml.feature import VectorAssembler
 
 import sparkdl
-from sparkdl import KerasEstimator, KerasModel, Store
+from sparkdl import KerasModel, Store
 from sparkdl.launch import RankFailedError
 
 
@@ -38,18 +38,12 @@ class FailOnRank(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def features_df(spark):
-    df = separable_df(spark, rows=1200)
-    return VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
-        df).cache()
+    return assembled_df(spark, rows=1200)
 
 
 def _estimator(store_root, **overrides):
-    params = dict(model=mlp(), optimizer=keras.optimizers.Adam(1e-2),
-                  loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
-                  store=Store.create(store_root), num_proc=2, batch_size=64, epochs=4,
-                  random_seed=3, verbose=0)
-    params.update(overrides)
-    return KerasEstimator(**params)
+    return make_estimator(store_root, **{**dict(batch_size=64, epochs=4, random_seed=3,
+                                                verbose=0), **overrides})
 
 
 def _rank_children() -> list[psutil.Process]:
