@@ -61,9 +61,10 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  train_steps_per_epoch: Any = None, validation_steps_per_epoch: Any = None,
                  shuffle: Any = None, random_seed: Any = None, store: Any = None,
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
-                 cache_key: Any = None,
-                 output_cols: Any = None, jit_compile: Any = None) -> None:
+                 output_cols: Any = None, cache_key: Any = None,
+                 jit_compile: Any = None) -> None:
         super().__init__()
+        self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
     @keyword_only
@@ -107,7 +108,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
             return _new_run_id()
         params = {name: self.getOrDefault(name) for name in EPOCH_PARAMS}
         fingerprint = fit_fingerprint(plan.model, plan.optimizer, params, meta, files)
-        if getattr(self, "_own_run", False):
+        if self._own_run:
             run_id = derived_run_id(run_id, fingerprint, self.getEpochs())
         claim_run(plan.store, run_id, fingerprint)
         return run_id
