@@ -113,7 +113,7 @@ _STABLE_LEAVES = {"LogicalRelation", "HiveTableRelation", "LocalRelation", "Rang
 def reusable(df: DataFrame) -> bool:
     """True when materializing `df` again within this application would write the same rows."""
     plan = df._jdf.queryExecution().analyzed()
-    return plan.deterministic() or not _random_expressions(plan)
+    return not _unstable(plan, check_expressions=not plan.deterministic())
 
 
 def _stable_leaf(leaf: Any) -> bool:
@@ -127,14 +127,15 @@ def _seq(scala_seq: Any) -> list[Any]:
     return [scala_seq.apply(i) for i in range(scala_seq.size())]
 
 
-def _random_expressions(plan: Any) -> bool:
-    """Whether a node reads an unstable source or computes a non-deterministic expression.
+def _unstable(plan: Any, check_expressions: bool) -> bool:
+    """Whether a node reads an unstable source or (when asked) computes a non-deterministic
+    expression.
 
     Spark ML's own UDFs (VectorAssembler's, ...) are marked non-deterministic to keep the
     optimizer from re-evaluating them, not because they are random: they do not count."""
     if not plan.children().size() and not _stable_leaf(plan):
         return True
-    stack = _seq(plan.expressions())
+    stack = _seq(plan.expressions()) if check_expressions else []
     while stack:
         expr = stack.pop()
         if expr.deterministic():
@@ -143,7 +144,7 @@ def _random_expressions(plan: Any) -> bool:
         if all(c.deterministic() for c in children) and not _spark_ml_udf(expr):
             return True
         stack.extend(children)
-    return any(_random_expressions(child) for child in _seq(plan.children()))
+    return any(_unstable(child, check_expressions) for child in _seq(plan.children()))
 
 
 def _spark_ml_udf(expr: Any) -> bool:
