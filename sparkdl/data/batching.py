@@ -1,4 +1,4 @@
-"""Re-slice column chunks of any size (Parquet row groups) into runs of whole, shuffled batches."""
+"""Re-slice column chunks of any size (Parquet row groups) into an epoch's batches, shuffled."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,70 +9,74 @@ Columns = list[np.ndarray]
 
 
 class Rebatcher:
-    """Chunks in; blocks of whole batches out (a multiple of `batch_size`, at most `block_rows`).
+    """Chunks of an epoch in; blocks of batches out, each array shaped ``(batches, rows, ...)``.
 
-    Rows are shuffled within windows of at least `window_rows` rows. A window never spans an
-    epoch boundary (`end_epoch`), so every row of an epoch comes out before any row of the next,
-    while batches run on across the boundary. Blocks, not single batches, so that the consumer
-    pays its per-element overhead once per block.
+    An epoch gives `steps` batches: ``steps - 1`` of `batch_size` rows, then one last batch with
+    all the epoch's remaining rows (`sparkdl.data.sharding` sizes shards so that it holds 1 to
+    batch_size + 1). Rows are shuffled within windows of at least `window_rows` rows that never
+    span an epoch boundary. Blocks of whole batches hold at most `block_rows` rows, so that the
+    consumer pays its per-element overhead once per block.
     """
 
-    def __init__(self, batch_size: int, window_rows: int = 0,
+    def __init__(self, batch_size: int, steps: int, window_rows: int = 0,
                  rng: np.random.Generator | None = None, block_rows: int | None = None):
-        self._batch_size = batch_size
+        self._batch_size, self._steps = batch_size, steps
         self._window_rows = window_rows if rng is not None else 0
         self._rng = rng
         self._block_rows = max(1, (block_rows or batch_size) // batch_size) * batch_size
         self._pending: list[Columns] = []  # chunks not yet shuffled
         self._pending_rows = 0
-        self._head: Columns | None = None  # fewer than batch_size rows, already in output order
+        self._head: Columns | None = None  # rows already in output order, not yet emitted
+        self._full_left = steps - 1  # whole batches still to emit this epoch
 
     def add(self, columns: Columns) -> Iterator[tuple[np.ndarray, ...]]:
         """Take one chunk (same-length arrays, one per column); yield blocks that are complete."""
         self._pending.append(columns)
         self._pending_rows += len(columns[0])
-        if self._pending_rows >= self._window_rows:
-            yield from self._drain()
+        if self._pending_rows >= self._window_rows and self._full_left > 0:
+            yield from self._drain(last=False)
 
     def end_epoch(self) -> Iterator[tuple[np.ndarray, ...]]:
-        """Shuffle and emit what is pending; fewer than batch_size rows stay for the next batch."""
-        yield from self._drain()
+        """Emit the epoch's remaining whole batches and its last batch (all rows left)."""
+        yield from self._drain(last=True)
+        self._full_left = self._steps - 1
 
-    def finish(self) -> Iterator[tuple[np.ndarray, ...]]:
-        """Emit everything; the last block may hold fewer than batch_size rows."""
-        yield from self._drain()
-        if self._head is not None:
-            yield tuple(self._head)
-            self._head = None
-
-    def _drain(self) -> Iterator[tuple[np.ndarray, ...]]:
-        if not self._pending:
-            return
+    def _drain(self, last: bool) -> Iterator[tuple[np.ndarray, ...]]:
         columns = [np.concatenate(parts) if len(parts) > 1 else parts[0]
                    for parts in zip(*self._pending, strict=True)]
-        rows = self._pending_rows
-        self._pending, self._pending_rows = [], 0
+        pending, head = self._pending_rows, self._head
+        held = len(head[0]) if head is not None else 0
+        self._pending, self._pending_rows, self._head = [], 0, None
         # Rows are gathered block by block: small, reusable allocations instead of one
         # window-sized copy (which costs page faults on every window).
-        order = self._rng.permutation(rows) if self._rng is not None else None
+        order = self._rng.permutation(pending) if self._rng is not None and pending else None
 
         def rows_between(begin: int, end: int) -> Columns:
-            if order is None:
-                return [column[begin:end] for column in columns]
-            return [column[order[begin:end]] for column in columns]
+            """Output rows [begin, end): the held rows first, then the pending ones in order."""
+            parts = []
+            if begin < held:
+                parts.append([column[begin:min(end, held)] for column in head])
+            if end > held:
+                lo, hi = max(begin, held) - held, end - held
+                picked = slice(lo, hi) if order is None else order[lo:hi]
+                parts.append([column[picked] for column in columns])
+            return parts[0] if len(parts) == 1 else [np.concatenate(p)
+                                                     for p in zip(*parts, strict=True)]
 
-        start = 0
-        if self._head is not None:
-            start = min(self._batch_size - len(self._head[0]), rows)
-            first = [np.concatenate([head, part]) for head, part
-                     in zip(self._head, rows_between(0, start), strict=True)]
-            self._head = None
-            if len(first[0]) < self._batch_size:
-                self._head = first
-                return
-            yield tuple(first)
-        end = start + (rows - start) // self._batch_size * self._batch_size
-        for begin in range(start, end, self._block_rows):
-            yield tuple(rows_between(begin, min(begin + self._block_rows, end)))
-        if end < rows:
-            self._head = rows_between(end, rows)
+        total, size = held + pending, self._batch_size
+        full = min(self._full_left, (total - 1 if last else total) // size) if total else 0
+        self._full_left -= full
+        for begin in range(0, full * size, self._block_rows):
+            end = min(begin + self._block_rows, full * size)
+            yield _batched(rows_between(begin, end), size)
+        if full * size == total:
+            return
+        rest = rows_between(full * size, total)
+        if last:
+            yield _batched(rest, total - full * size)
+        else:
+            self._head = rest
+
+
+def _batched(columns: Columns, batch_rows: int) -> tuple[np.ndarray, ...]:
+    return tuple(c.reshape(len(c) // batch_rows, batch_rows, *c.shape[1:]) for c in columns)

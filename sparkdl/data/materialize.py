@@ -259,10 +259,10 @@ def _split_info(store: Store, path: str, num_proc: int, what: str) -> SplitInfo:
             footer = pq.read_metadata(f)
         rows, row_groups = rows + footer.num_rows, row_groups + footer.num_row_groups
         size += store.size(part)
-    if row_groups < num_proc:
-        raise ValueError(f"the {what} split has {rows} rows in {row_groups} Parquet row group(s); "
-                         f"expected at least num_proc={num_proc} so that every process gets a "
-                         "shard (use fewer processes or more data)")
+    if rows < num_proc:
+        raise ValueError(f"the {what} split has {rows} row(s); expected at least "
+                         f"num_proc={num_proc} so that every process gets a shard (use fewer "
+                         "processes or more data)")
     return SplitInfo(path=path, rows=rows, bytes=size, files=len(parts), row_groups=row_groups)
 
 

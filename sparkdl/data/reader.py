@@ -1,7 +1,8 @@
 """Executor side: one rank's shard of a materialized split as a tf.data.Dataset.
 
-Petastorm picks and reads the shard's row groups in threads; each row group is converted to
-numpy column-wise (no per-row Python work) and re-sliced into batches before TensorFlow sees it.
+Petastorm reads the row groups holding the shard's rows in threads; each is cut to the shard's
+part, converted to numpy column-wise (no per-row Python work) and re-sliced into batches before
+TensorFlow sees it.
 Imports neither pyspark.sql nor TensorFlow at module level.
 """
 from __future__ import annotations
@@ -13,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from petastorm import make_batch_reader
-from petastorm.errors import NoDataAvailableError
+from petastorm.arrow_reader_worker import ArrowReaderWorker
+from petastorm.cache import NullCache
+from petastorm.fs_utils import get_filesystem_and_path_or_paths, normalize_dir_url
 from petastorm.reader import Reader
 from petastorm.workers_pool import EmptyResultError
+from petastorm.workers_pool.thread_pool import ThreadPool
+from petastorm.workers_pool.ventilator import ConcurrentVentilator
 
 from sparkdl.data.batching import Rebatcher
 from sparkdl.data.meta import ColumnSpec, DatasetMeta
+from sparkdl.data.sharding import group_slices, shard_bounds, steps_per_epoch
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -42,10 +47,11 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     """Batches of shard `rank` of `size` of the split at `path` (a petastorm URL).
 
     Yields ``(features, labels)`` or ``(features, labels, sample_weights)``; each is one tensor
-    per column, or a tuple in column order when there are several. Every row of the shard comes
-    once per epoch; ``num_epochs=None`` repeats forever with every batch full. Shards are sets
-    of Parquet row groups (group i goes to rank i % size): disjoint, together the whole split.
-    `seed` orders row groups and rows; `shuffle_buffer_rows` defaults to about 64 MiB of rows.
+    per column, or a tuple in column order when there are several. Shards are row ranges
+    (`sparkdl.data.sharding`): disjoint, together the whole split, sizes within one row. Each
+    epoch is every row of the shard once in `steps_per_epoch` batches, the last one holding the
+    rest; ``num_epochs=None`` repeats forever. `seed` orders row groups and rows;
+    `shuffle_buffer_rows` defaults to about 64 MiB of rows.
     """
     import tensorflow as tf
 
@@ -54,10 +60,9 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     columns = _read_columns(meta)
     window = shuffle_buffer_rows or max(batch_size, SHUFFLE_BUFFER_BYTES // _row_bytes(columns))
     structure = _structure(meta)
-    batch_dim = batch_size if num_epochs is None else None
     # The generator yields blocks of batches, (n, batch, ...), which unbatch() splits in C++:
     # one Python round trip per block instead of per batch.
-    signature = _nest(structure, {c.name: tf.TensorSpec((None, batch_dim, *c.shape),
+    signature = _nest(structure, {c.name: tf.TensorSpec((None, None, *c.shape),
                                                         tf.as_dtype(c.dtype)) for c in columns})
     names = [c.name for c in columns]
 
@@ -65,10 +70,7 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
         for block in _shard_blocks(path, rank, size, batch_size, columns, shuffle=shuffle,
                                    seed=seed, num_epochs=num_epochs, window_rows=window,
                                    workers=workers, storage_options=storage_options):
-            rows = len(block[0])
-            batches = rows // batch_size if rows % batch_size == 0 else 1
-            yield _nest(structure, {name: a.reshape(batches, rows // batches, *a.shape[1:])
-                                    for name, a in zip(names, block, strict=True)})
+            yield _nest(structure, dict(zip(names, block, strict=True)))
 
     dataset = tf.data.Dataset.from_generator(blocks, output_signature=signature)
     return dataset.unbatch().prefetch(tf.data.AUTOTUNE)
@@ -82,32 +84,31 @@ def open_dataset(path: str, batch_size: int, *, meta: DatasetMeta,
 
 
 def _shard_blocks(path: str, rank: int, size: int, batch_size: int, columns: list[ColumnSpec], *,
-                   shuffle: bool, seed: int | None, num_epochs: int | None, window_rows: int,
-                   workers: int, storage_options: dict[str, Any] | None,
-                   ) -> Iterator[tuple[np.ndarray, ...]]:
-    """Blocks of whole batches of numpy columns; the petastorm reader stops when iteration ends
-    or the generator is dropped."""
-    rng = np.random.default_rng(None if seed is None else [seed, rank]) if shuffle else None
-    rebatcher = Rebatcher(batch_size, window_rows, rng,
-                          block_rows=BLOCK_BYTES // _row_bytes(columns))
-    reader = _open_reader(path, rank, size, shuffle=shuffle, seed=seed, workers=workers,
+                  shuffle: bool, seed: int | None, num_epochs: int | None, window_rows: int,
+                  workers: int, storage_options: dict[str, Any] | None,
+                  ) -> Iterator[tuple[np.ndarray, ...]]:
+    """Blocks of batches of numpy columns, epoch after epoch; the petastorm reader stops when
+    iteration ends or the generator is dropped."""
+    reader = _ShardReader(path, rank, size, shuffle=shuffle, seed=seed, workers=workers,
                           storage_options=storage_options)
     try:
+        rng = np.random.default_rng(None if seed is None else [seed, rank]) if shuffle else None
+        rebatcher = Rebatcher(batch_size, steps_per_epoch(reader.split_rows, batch_size, size),
+                              window_rows, rng, block_rows=BLOCK_BYTES // _row_bytes(columns))
         epoch = 0
         while True:
             rows = 0
             for table in reader:
                 rows += table.num_rows
                 yield from rebatcher.add([_to_numpy(table.column(c.name), c) for c in columns])
-            if rows == 0:
-                raise ValueError(f"shard {rank} of {size} of {path!r} has no rows; expected "
-                                 "at least one row group per shard")
+            if rows != reader.shard_rows:
+                raise RuntimeError(f"read {rows} rows of shard {rank} of {size} of {path!r}; "
+                                   f"expected {reader.shard_rows} (a row group was lost)")
             yield from rebatcher.end_epoch()
             epoch += 1
             if num_epochs is not None and epoch >= num_epochs:
                 break
             reader.reset()  # same row groups, new order (petastorm reshuffles per pass)
-        yield from rebatcher.finish()
     finally:
         reader.stop()
         reader.join()
@@ -134,20 +135,64 @@ class _ArrowTables:
                     raise StopIteration from None
 
 
-def _open_reader(path: str, rank: int, size: int, *, shuffle: bool, seed: int | None,
-                 workers: int, storage_options: dict[str, Any] | None) -> Reader:
-    sharded = size > 1
-    try:
-        reader = make_batch_reader(path, reader_pool_type="thread", workers_count=workers,
-                                   results_queue_size=2 * workers, seed=seed,
-                                   shuffle_row_groups=shuffle, num_epochs=1,
-                                   cur_shard=rank if sharded else None,
-                                   shard_count=size if sharded else None,
-                                   storage_options=storage_options)
-    except NoDataAvailableError as err:
-        raise ValueError(f"cannot split {path!r} into {size} shards: {err}") from None
-    reader._results_queue_reader = _ArrowTables()
-    return reader
+class _SliceWorker(ArrowReaderWorker):
+    """Reads one row group and publishes the rows of it that belong to the shard, as a Table.
+
+    petastorm's own worker also copies every row group through ``take`` (even unshuffled)."""
+
+    @staticmethod
+    def new_results_queue_reader() -> _ArrowTables:
+        return _ArrowTables()
+
+    def process(self, piece_index: int, rows: tuple[int, int]) -> None:
+        first, stop = rows
+        table = self._split_pieces[piece_index].read(columns=list(self._schema.fields))
+        self.publish_func(table.slice(first, stop - first))
+
+
+class _ShardReader(Reader):
+    """petastorm's Reader over one rank's rows: the row groups that hold its range of the split
+    (laid end to end in (file, row group) order), each cut to its part by `_SliceWorker`.
+
+    Plugs into petastorm 0.13's Reader hooks for choosing and ventilating row groups."""
+
+    def __init__(self, url: str, rank: int, size: int, *, shuffle: bool, seed: int | None,
+                 workers: int, storage_options: dict[str, Any] | None) -> None:
+        self._rank, self._size = rank, size
+        self.split_rows = self.shard_rows = 0
+        self._slices: dict[int, tuple[int, int]] = {}
+        filesystem, dataset_path = get_filesystem_and_path_or_paths(
+            normalize_dir_url(url), storage_options=storage_options)
+        super().__init__(filesystem, dataset_path, worker_class=_SliceWorker,
+                         reader_pool=ThreadPool(workers, 2 * workers, seed=seed), seed=seed,
+                         shuffle_row_groups=shuffle, num_epochs=1, cache=NullCache(),
+                         is_batched_reader=True)
+
+    def _filter_row_groups(self, dataset: Any, row_groups: list[Any], *_: Any,
+                           ) -> tuple[list[int], None]:
+        order = sorted(range(len(row_groups)),
+                       key=lambda i: (row_groups[i].path, row_groups[i].row_group))
+        footers: dict[str, Any] = {}
+        counts = []
+        for i in order:
+            piece = row_groups[i]
+            if piece.path not in footers:
+                footers[piece.path] = piece.get_metadata()
+            counts.append(footers[piece.path].row_group(piece.row_group).num_rows)
+        self.split_rows = sum(counts)
+        begin, end = shard_bounds(self.split_rows, self._rank, self._size)
+        self.shard_rows = end - begin
+        self._slices = {order[i]: part for i, part in group_slices(counts, begin, end).items()}
+        return sorted(self._slices), None
+
+    def _create_ventilator(self, row_group_indexes: list[int], shuffle_row_groups: bool,
+                           _drop_partitions: int, num_epochs: int | None, _predicate: Any,
+                           max_ventilation_queue_size: int, seed: int | None,
+                           ) -> ConcurrentVentilator:
+        items = [{"piece_index": i, "rows": self._slices[i]} for i in row_group_indexes]
+        return ConcurrentVentilator(self._workers_pool.ventilate, items, iterations=num_epochs,
+                                    max_ventilation_queue_size=max_ventilation_queue_size,
+                                    randomize_item_order=shuffle_row_groups, random_seed=seed)
 
 
 def _to_numpy(column: pa.ChunkedArray, spec: ColumnSpec) -> np.ndarray:
@@ -192,13 +237,10 @@ def _read_columns(meta: DatasetMeta) -> list[ColumnSpec]:
 
 
 def _check_shardable(path: str, size: int, meta: DatasetMeta) -> None:
-    """Fail before reading when a known split has fewer row groups (the shard unit) than shards."""
+    """Fail before reading when a known split has fewer rows than shards."""
     for split in (meta.train, meta.val):
-        if split is not None and path.rstrip("/").endswith(split.path.rstrip("/")) \
-                and split.row_groups < size:
-            raise ValueError(f"size {size} is invalid for {path!r}: it has {split.row_groups} "
-                             f"Parquet row group(s); expected size <= {split.row_groups} "
-                             "(materialize with num_proc >= size)")
+        if split is not None and path.rstrip("/").endswith(split.path.rstrip("/")):
+            shard_bounds(split.rows, 0, size)
 
 
 def _row_bytes(columns: list[ColumnSpec]) -> int:

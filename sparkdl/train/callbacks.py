@@ -31,7 +31,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Send each epoch's (rank-averaged) metrics to the driver through `sparkdl.launch.report`."""
+    """Send each epoch's metrics (of all ranks) to the driver through `sparkdl.launch.report`."""
 
     def __init__(self, epochs: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Keras 3 on Horovod's core TensorFlow ops: gradient averaging, rank-0 broadcast, metric averaging.
+"""Keras 3 on Horovod's core TensorFlow ops: gradient averaging, rank-0 broadcast, metric sums.
 
 `horovod.tensorflow.keras` is built for Keras 2; these pieces do its job for Keras 3 with
 `horovod.tensorflow` collectives only. They run on a rank, after `hvd.init()`.
@@ -10,6 +10,7 @@ from typing import Any
 
 import horovod.tensorflow as hvd
 import keras
+import numpy as np
 import tensorflow as tf
 
 _classes: dict[type, type] = {}
@@ -64,14 +65,36 @@ def compile_forward_with_xla(model: keras.Model) -> None:
     model.call = tf.function(model.call, jit_compile=True, reduce_retracing=True)
 
 
-class MetricAverageCallback(keras.callbacks.Callback):
-    """At each epoch end, replace every value in `logs` (train and `val_*`) by its mean over
-    ranks, in place, so the callbacks after it (History, checkpoints, progress) see the mean."""
+class MetricSumCallback(keras.callbacks.Callback):
+    """Combine the ranks' metrics exactly: after the last training step and the last validation
+    step of an epoch, every metric's state (its totals and counts) is summed over the ranks, so
+    the results Keras then reads cover all rows, and every rank logs the same values.
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not logs:
-            return
-        keys = sorted(logs)
-        values = tf.constant([float(logs[k]) for k in keys], tf.float64)
-        mean = hvd.allreduce(values, op=hvd.Average, name=f"sparkdl.metrics.{epoch}")
-        logs.update(zip(keys, mean.numpy().tolist(), strict=True))
+    Sums, not averages of per-rank results: shards may differ by a row and batches by size.
+    Every built-in Keras metric keeps additive state (totals, counts, confusion matrices)."""
+
+    def __init__(self, train_steps: int, val_steps: int | None) -> None:
+        super().__init__()
+        self.train_steps, self.val_steps = train_steps, val_steps
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch >= self.train_steps - 1:
+            sum_over_ranks(self.model.metrics_variables, "sparkdl.metrics.train")
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.val_steps is not None and batch >= self.val_steps - 1:
+            sum_over_ranks(self.model.metrics_variables, "sparkdl.metrics.val")
+
+
+def sum_over_ranks(variables: Sequence[Any], name: str) -> None:
+    """Replace each variable by its sum over all ranks, in one allreduce (same order on every
+    rank); float64 keeps integer counts exact."""
+    if not variables:
+        return
+    flat = tf.concat([tf.reshape(tf.cast(v.value, tf.float64), [-1]) for v in variables], 0)
+    total = hvd.allreduce(flat, op=hvd.Sum, name=name)
+    offset = 0
+    for var in variables:
+        count = int(np.prod(var.shape))
+        var.assign(tf.cast(tf.reshape(total[offset:offset + count], var.shape), var.dtype))
+        offset += count

@@ -5,7 +5,6 @@ Runs in the rank's child process (no SparkSession). Rank 0 returns the trained m
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -40,11 +39,6 @@ class KerasTrainSpec:
     jit_compile: bool
 
 
-def steps_for(rows: int, batch_size: int, size: int) -> int:
-    """Steps per epoch so that every rank runs the same number and the epoch covers all rows."""
-    return max(1, math.ceil(rows / (batch_size * size)))
-
-
 def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     import horovod.tensorflow as hvd
     import keras
@@ -59,6 +53,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         log.info("TensorFlow was initialised before training; keeping its thread count")
     keras.utils.set_random_seed(spec.seed + rank)
 
+    from sparkdl.data.sharding import steps_per_epoch
     from sparkdl.train.callbacks import CheckpointCallback, ProgressCallback
     from sparkdl.train.checkpoint import (
         copy_optimizer_state,
@@ -67,7 +62,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         restore,
     )
     from sparkdl.train.distributed import (
-        MetricAverageCallback,
+        MetricSumCallback,
         broadcast_from_rank0,
         compile_forward_with_xla,
         distributed_optimizer,
@@ -90,28 +85,29 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         restore(model, ckpt)
         initial_epoch, run_history = ckpt.epoch, ckpt.history
 
+    meta = spec.meta
+    train_steps = spec.train_steps or steps_per_epoch(meta.train_rows, spec.batch_size, size)
     train_ds, val_ds = _datasets(spec, model, rank, size)
+    val_steps = None
+    if val_ds is not None:
+        val_steps = spec.val_steps or steps_per_epoch(meta.val_rows, spec.val_batch_size, size)
     callbacks = list(spec.callbacks)
     if distributed:
         # Start every rank from rank 0's weights and optimizer state (a resume's too) once,
         # rather than through a callback hooked on every batch.
         broadcast_from_rank0(model.variables, "model")
         broadcast_from_rank0(optimizer.variables, "optimizer")
-        callbacks.insert(0, MetricAverageCallback())
+        callbacks.insert(0, MetricSumCallback(train_steps, val_steps))
     logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if rank == 0 else ""
     checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
     if rank == 0:
         callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
                       keras.callbacks.TensorBoard(log_dir=logs_dir)]
-    meta = spec.meta
     history = model.fit(
-        train_ds, epochs=spec.epochs, initial_epoch=initial_epoch,
-        steps_per_epoch=spec.train_steps or steps_for(meta.train_rows, spec.batch_size, size),
-        validation_data=val_ds,
-        validation_steps=(spec.val_steps or steps_for(meta.val_rows, spec.val_batch_size, size)
-                          ) if val_ds is not None else None,
-        callbacks=callbacks, verbose=2 if spec.verbose >= 2 and rank == 0 else 0,
+        train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=train_steps,
+        validation_data=val_ds, validation_steps=val_steps, callbacks=callbacks,
+        verbose=2 if spec.verbose >= 2 and rank == 0 else 0,
         shuffle=False)  # the shard reader shuffles; Keras cannot shuffle a tf.data.Dataset
     hvd.shutdown()  # leave Horovod together; the process then exits without interpreter teardown
     if rank != 0:
@@ -155,8 +151,11 @@ def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[A
                                meta=meta, shuffle=spec.shuffle, seed=spec.seed)
     val = None
     if meta.val is not None and meta.val_rows > 0:
+        # Keras restarts the validation iterator every epoch: one pass scores each row once;
+        # a pass that repeats serves a user's validation_steps_per_epoch beyond one pass
         val = open_shard_dataset(store.petastorm_url(meta.val_path), rank, size,
-                                 spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed)
+                                 spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed,
+                                 num_epochs=None if spec.val_steps else 1)
     shapes = model_signature(model).input_shapes
     stored = [meta.columns[c].shape for c in meta.feature_cols]
     if all(_same(a, b) for a, b in zip(shapes, stored, strict=True)):

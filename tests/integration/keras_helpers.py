@@ -130,3 +130,41 @@ def recorded(directory, rank):
     with open(path + ".json") as f:
         rates = json.load(f)["rates"]
     return rates, np.load(path + ".npy")
+
+
+@keras.saving.register_keras_serializable(package="sparkdl_tests")
+class CountRows(keras.layers.Layer):
+    """Passes its input through; while training, counts each row id (input column 0) it sees."""
+
+    def __init__(self, rows, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = rows
+
+    def build(self, input_shape):
+        self.seen = self.add_weight(shape=(self.rows,), initializer="zeros", trainable=False,
+                                    name="seen")
+
+    def call(self, x, training=None):
+        if training:
+            ids = keras.ops.cast(x[:, 0], "int32")
+            self.seen.assign_add(keras.ops.sum(keras.ops.one_hot(ids, self.rows), axis=0))
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "rows": self.rows}
+
+
+class SaveSeenRows(keras.callbacks.Callback):
+    """At the end of training each rank saves its CountRows counts to `directory`."""
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = directory
+
+    def on_train_end(self, logs=None):
+        import os
+
+        import horovod.tensorflow as hvd
+
+        [layer] = [x for x in self.model.layers if isinstance(x, CountRows)]
+        np.save(os.path.join(self.directory, f"seen{hvd.rank()}.npy"), layer.seen.numpy())

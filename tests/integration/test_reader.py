@@ -1,9 +1,8 @@
-"""open_shard_dataset on data written by materialize: shard coverage, epochs, structure, cleanup."""
+"""open_shard_dataset on materialized data: balanced shards, epochs, structure, cleanup."""
 from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 import re
 import threading
 import time
@@ -16,6 +15,7 @@ from pyspark.sql import functions as F
 
 from sparkdl.data.materialize import materialize
 from sparkdl.data.reader import open_dataset, open_shard_dataset
+from sparkdl.data.sharding import steps_per_epoch
 from sparkdl.store import Store
 
 ROWS = 2000
@@ -49,25 +49,29 @@ def _ids_checked(batches):
     return np.concatenate(ids)
 
 
-@pytest.mark.parametrize("size", [2, 4])
-def test_shards_are_disjoint_and_cover_every_row_once(written, size):
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_shards_are_balanced_by_rows_and_cover_every_row_once(written, size):
     url, meta = written
-    shards = [_ids_checked(open_shard_dataset(url, rank, size, 64, meta=meta, num_epochs=1,
-                                              seed=5))
+    shards = [list(open_shard_dataset(url, rank, size, 64, meta=meta, num_epochs=1, seed=5))
               for rank in range(size)]
-    assert all(len(s) == len(set(s)) > 0 for s in shards)
-    assert sorted(np.concatenate(shards)) == list(range(ROWS))
+    rows = [sum(len(labels) for _, labels, _ in batches) for batches in shards]
+    assert max(rows) - min(rows) <= 1  # 2000 rows in 3 shards: 666, 667, 667
+    steps = steps_per_epoch(ROWS, 64, size)
+    assert [len(batches) for batches in shards] == [steps] * size
+    assert all(len(labels) == 64 for batches in shards for _, labels, _ in batches[:-1])
+    assert sorted(_ids_checked(b for batches in shards for b in batches)) == list(range(ROWS))
 
 
-def test_infinite_repeat_sees_every_row_once_per_epoch(written):
+def test_infinite_repeat_gives_each_epoch_in_the_same_batches(written):
     url, meta = written
-    shard = set(_ids_checked(open_shard_dataset(url, 1, 2, 64, meta=meta, num_epochs=1)))
+    shard = sorted(_ids_checked(open_shard_dataset(url, 1, 2, 64, meta=meta, num_epochs=1)))
     batch = 48
-    dataset = open_shard_dataset(url, 1, 2, batch, meta=meta, seed=3)
-    assert dataset.element_spec[1].shape == (batch,)
-    stream = _ids_checked(dataset.take(math.ceil(2 * len(shard) / batch)))
-    first, second = stream[:len(shard)], stream[len(shard):2 * len(shard)]
-    assert sorted(first) == sorted(shard) and sorted(second) == sorted(shard)
+    steps = steps_per_epoch(ROWS, batch, 2)  # 1000 rows: 20 batches of 48, then 40
+    batches = [b[1].numpy() for b in open_shard_dataset(url, 1, 2, batch, meta=meta, seed=3)
+               .take(2 * steps)]
+    assert [len(b) for b in batches] == ([batch] * (steps - 1) + [40]) * 2
+    first, second = np.concatenate(batches[:steps]), np.concatenate(batches[steps:])
+    assert sorted(first) == shard and sorted(second) == shard
     assert list(first) != list(second)  # reshuffled per epoch
 
 
@@ -105,7 +109,7 @@ def test_dropping_an_infinite_iterator_stops_reader_threads(written):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"rank": 2, "size": 2}, "rank 2 is invalid; expected an int in [0, 2)"),
-    ({"rank": 0, "size": 5}, "size 5 is invalid"),
+    ({"rank": 0, "size": 2001}, "a split of 2000 row(s) cannot give each of 2001 processes"),
     ({"rank": 0, "size": 1, "batch_size": 0}, "batch_size 0 is invalid"),
 ])
 def test_bad_arguments_fail_before_reading(written, kwargs, message):

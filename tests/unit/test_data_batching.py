@@ -1,55 +1,64 @@
-"""Rebatcher: chunks of any size in, blocks of whole batches out, windows that respect epochs."""
+"""Rebatcher: chunks of any size in, an epoch's batches out, windows that respect epochs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sparkdl.data.batching import Rebatcher
 
 
-def _chunks(start, sizes):
+def _chunks(sizes):
+    start = 0
     for size in sizes:
         ids = np.arange(start, start + size)
         yield [ids, ids * 10.0]
         start += size
 
 
-def _run(rebatcher, epochs):
-    blocks = []
+def _epochs(rebatcher, epochs):
+    """Per epoch, the list of (ids, values) batches the rebatcher gave."""
+    out = []
     for sizes in epochs:
-        for chunk in _chunks(0, sizes):
+        blocks = []
+        for chunk in _chunks(sizes):
             blocks += rebatcher.add(chunk)
         blocks += rebatcher.end_epoch()
-    blocks += rebatcher.finish()
-    return blocks
+        out.append([(ids, values) for block_ids, block_values in blocks
+                    for ids, values in zip(block_ids, block_values, strict=True)])
+    return out
 
 
-def test_unshuffled_keeps_order_and_cuts_whole_batches():
-    blocks = _run(Rebatcher(batch_size=4), [[3, 5, 7, 1, 6]])
-    ids = np.concatenate([ids for ids, _ in blocks])
-    np.testing.assert_array_equal(ids, np.arange(22))
-    assert [len(ids) % 4 for ids, _ in blocks[:-1]] == [0] * (len(blocks) - 1)
-    assert len(blocks[-1][0]) == 22 % 4
+@pytest.mark.parametrize("rows, batch, steps, last", [(21, 4, 5, 5), (20, 4, 5, 4), (3, 4, 1, 3)])
+def test_unshuffled_keeps_order_and_makes_exactly_steps_batches(rows, batch, steps, last):
+    [batches] = _epochs(Rebatcher(batch, steps), [[3, 5, 7, 1, rows - 16] if rows > 16
+                                                  else [rows]])
+    assert [len(ids) for ids, _ in batches] == [batch] * (steps - 1) + [last]
+    np.testing.assert_array_equal(np.concatenate([ids for ids, _ in batches]), np.arange(rows))
 
 
 def test_shuffled_rows_stay_aligned_across_columns():
-    blocks = _run(Rebatcher(4, window_rows=10, rng=np.random.default_rng(0)), [[7, 9, 11]])
-    ids = np.concatenate([ids for ids, _ in blocks])
-    values = np.concatenate([values for _, values in blocks])
+    [batches] = _epochs(Rebatcher(4, 7, window_rows=10, rng=np.random.default_rng(0)),
+                        [[7, 9, 11]])
+    ids = np.concatenate([ids for ids, _ in batches])
+    values = np.concatenate([values for _, values in batches])
     np.testing.assert_array_equal(values, ids * 10.0)
     assert sorted(ids) == list(range(27)) and list(ids) != list(range(27))
+    assert [len(b) for b, _ in batches] == [4] * 6 + [3]
 
 
-def test_epochs_do_not_mix_but_batches_run_on():
-    rebatcher = Rebatcher(5, window_rows=100, rng=np.random.default_rng(1))
-    blocks = _run(rebatcher, [[6, 6], [6, 6]])  # 12 rows per epoch, batch 5
-    ids = np.concatenate([ids for ids, _ in blocks])
-    assert sorted(ids[:12]) == list(range(12))
-    assert sorted(ids[12:]) == list(range(12))
-    assert [len(b[0]) % 5 for b in blocks[:-1]] == [0] * (len(blocks) - 1)
+def test_every_epoch_is_its_rows_once_in_the_same_number_of_batches():
+    rebatcher = Rebatcher(5, 2, window_rows=4, rng=np.random.default_rng(1))
+    epochs = _epochs(rebatcher, [[6, 5], [6, 5], [6, 5]])  # 11 rows, batch 5: 5 then 6
+    for batches in epochs:
+        assert [len(ids) for ids, _ in batches] == [5, 6]
+        assert sorted(np.concatenate([ids for ids, _ in batches])) == list(range(11))
+    assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])  # reshuffled
 
 
-def test_blocks_are_bounded():
-    blocks = _run(Rebatcher(4, window_rows=40, rng=np.random.default_rng(2), block_rows=10),
-                  [[25, 25]])
-    assert max(len(b[0]) for b in blocks) == 8
-    assert sorted(np.concatenate([ids for ids, _ in blocks])) == list(range(50))
+def test_blocks_are_bounded_and_shaped_as_batches():
+    rebatcher = Rebatcher(4, 13, window_rows=40, rng=np.random.default_rng(2), block_rows=10)
+    blocks = [*rebatcher.add([np.arange(25), np.arange(25.0)]),
+              *rebatcher.add([np.arange(25, 50), np.arange(25.0, 50.0)]),
+              *rebatcher.end_epoch()]
+    assert [b[0].shape for b in blocks] == [(2, 4)] * 6 + [(1, 2)]
+    assert sorted(np.concatenate([b[0].ravel() for b in blocks])) == list(range(50))
