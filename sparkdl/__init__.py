@@ -9,7 +9,7 @@ from typing import Any
 from sparkdl.launch import run
 from sparkdl.store import Store
 
-__all__ = ["KerasEstimator", "KerasModel", "Store", "run"]
+__all__ = ["KerasEstimator", "KerasModel", "Store", "plot_history", "run"]
 __version__ = "0.1.0"
 
 
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from sparkdl import estimators
 
         return getattr(estimators, name)
+    if name == "plot_history":
+        from sparkdl.estimators.history import plot_history
+
+        return plot_history
     raise AttributeError(f"module 'sparkdl' has no attribute {name!r}")

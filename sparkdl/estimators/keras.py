@@ -19,7 +19,12 @@ from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
 from sparkdl.estimators.runs import EPOCH_PARAMS, claim_run, derived_run_id, fit_fingerprint
-from sparkdl.estimators.transform import predict_dataframe
+from sparkdl.estimators.tracking import fit_params, model_summary, require_mlflow, tracking_run
+from sparkdl.estimators.transform import (
+    inference_batch_size,
+    predict_dataframe,
+    scalar_outputs,
+)
 from sparkdl.launch.driver import dumps_by_value
 
 log = logging.getLogger(__name__)
@@ -62,7 +67,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  shuffle: Any = None, random_seed: Any = None, store: Any = None,
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
                  output_cols: Any = None, cache_key: Any = None,
-                 jit_compile: Any = None) -> None:
+                 jit_compile: Any = None, log_to_mlflow: Any = None) -> None:
         super().__init__()
         self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -74,18 +79,19 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
     def _fit(self, df: DataFrame) -> KerasModel:
         from sparkdl.data.materialize import input_files, materialize
-        from sparkdl.launch.driver import available_slots, check_num_proc
+        from sparkdl.launch.driver import available_slots, check_num_proc, job_description
 
         plan = _FitPlan(self, df)
-        num_proc = check_num_proc(self.getNumProc(), available_slots(
-            df.sparkSession.sparkContext, self.getNumProc()))
-        meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
-                           sample_weight_col=self.getSampleWeightCol(),
-                           validation=self.getValidation(), num_proc=num_proc,
-                           seed=42 if self.getRandomSeed() is None else self.getRandomSeed(),
-                           check=lambda specs: check.check_input_shapes(
-                               plan.signature, plan.feature_cols, specs),
-                           cache_key=self.getCacheKey())
+        sc = df.sparkSession.sparkContext
+        num_proc = check_num_proc(self.getNumProc(), available_slots(sc, self.getNumProc()))
+        with job_description(sc, f"sparkdl fit {plan.run_id}: materialise"):
+            meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
+                               sample_weight_col=self.getSampleWeightCol(),
+                               validation=self.getValidation(), num_proc=num_proc,
+                               seed=42 if self.getRandomSeed() is None else self.getRandomSeed(),
+                               check=lambda specs: check.check_input_shapes(
+                                   plan.signature, plan.feature_cols, specs),
+                               cache_key=self.getCacheKey())
         try:
             run_id = self._claim_run(plan, meta, input_files(df))
             return self._train(plan, meta, num_proc, run_id)
@@ -103,9 +109,9 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
     def _claim_run(self, plan: _FitPlan, meta: Any, files: list[Any]) -> str:
         """The run this fit trains in; resuming it must be a fit of the same model, data and
         params (see sparkdl.estimators.runs)."""
-        run_id = self.getRunId()
-        if run_id is None:
-            return _new_run_id()
+        run_id = plan.run_id
+        if self.getRunId() is None:
+            return run_id
         params = {name: self.getOrDefault(name) for name in EPOCH_PARAMS}
         fingerprint = fit_fingerprint(plan.model, plan.optimizer, params, meta, files)
         if self._own_run:
@@ -120,12 +126,29 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
                  num_proc, meta.train_rows, meta.val_rows)
         reporter = EpochReporter(self.getVerbose())
-        results = run(train_keras, num_proc=num_proc, args=(plan.spec(meta, run_id),),
-                      on_message=reporter)
+        tracking = tracking_run(self.getLogToMlflow(), run_id)
+        on_message = reporter
+        if tracking is not None:
+            tracking.log_params(fit_params(self, plan.model, plan.optimizer, meta, num_proc,
+                                           run_id), model_summary(plan.model))
+
+            def on_message(rank: int, payload: Any) -> None:
+                reporter(rank, payload)
+                tracking.on_message(rank, payload)
+        try:
+            results = run(train_keras, num_proc=num_proc, args=(plan.spec(meta, run_id),),
+                          on_message=on_message,
+                          description=f"sparkdl fit {run_id}: train on {num_proc} ranks")
+        except BaseException:
+            if tracking is not None:
+                tracking.fail()
+            raise
         out = results[0]
-        model = KerasModel()._trained(out["model"], out["history"], out["run_history"], run_id,
-                                      plan.custom_objects)
-        return self._copyValues(model)
+        model = self._copyValues(KerasModel()._trained(
+            out["model"], out["history"], out["run_history"], run_id, plan.custom_objects))
+        if tracking is not None:
+            model.mlflow_model_uri = tracking.finish(*model.mlflow_model_parts(meta, plan.store))
+        return model
 
     # persistence: JSON params as metadata; Keras objects as their configs, the rest pickled
     def _blobs(self) -> dict[str, bytes]:
@@ -184,6 +207,8 @@ class _FitPlan:
             check.check_positive("num_proc", num_proc)
         self.store = check.check_store(est.getStore())
         check.check_run_id(est.getRunId())
+        self.run_id = est.getRunId() or _new_run_id()  # a copy's own run derives from it
+        require_mlflow(est.getLogToMlflow())
         # one seed for every rank: shuffling order and initialisation are reproducible from it
         self.seed = est.getRandomSeed()
         if self.seed is None:
@@ -250,6 +275,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._custom_objects: dict[str, Any] = {}  # the param's plus those registered at fit
         self._keras: Any = None
         self._broadcast: tuple[Any, Any, str] | None = None  # (SparkContext, Broadcast, digest)
+        self.mlflow_model_uri: str | None = None  # where fit logged the model, if it did
 
     def _trained(self, model_bytes: bytes, history: dict[str, list[float]],
                  run_history: dict[str, list[float]], run_id: str | None,
@@ -288,6 +314,23 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return predict_dataframe(df, broadcast, key, self.getModel(), self.getFeatureCols(),
                                  self.resolved_output_cols(), self.getBatchSize(),
                                  self._custom_objects)
+
+    def mlflow_model_parts(self, meta: Any, store: Any) -> tuple[Any, ...]:
+        """What `MlflowRun.finish` logs: the Keras model, its column mapping (as transform),
+        custom objects, signature and the run's TensorBoard logs."""
+        from sparkdl.estimators.tracking import signature as columns_signature
+        from sparkdl.train.pyfunc import Columns
+        from sparkdl.train.signature import model_signature
+
+        model, outputs = self.getModel(), self.resolved_output_cols()
+        shapes = model_signature(model)
+        scalar = scalar_outputs(shapes)
+        columns = Columns(feature_cols=self.getFeatureCols(), input_shapes=shapes.input_shapes,
+                          output_cols=outputs, scalar_outputs=scalar,
+                          batch_size=inference_batch_size(self.getBatchSize()))
+        features = [meta.columns[c] for c in self.getFeatureCols()]
+        return (model, columns, dumps_by_value(self._custom_objects),
+                columns_signature(features, outputs, scalar), (store, store.logs_dir(self._run_id)))
 
     def _shipped_model(self, sc: Any) -> tuple[Any, str]:
         """One broadcast of the model bytes per SparkContext, reused by every transform."""

@@ -44,6 +44,10 @@ def _optional_string(value: Any) -> str | None:
     return None if value is None else TypeConverters.toString(value)
 
 
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else TypeConverters.toBoolean(value)
+
+
 def _optional_list_string(value: Any) -> list[str] | None:
     return None if value is None else TypeConverters.toListString(value)
 
@@ -101,11 +105,13 @@ class TrainingParams(ColumnParams):
                       _optional_int)
     verbose = _param("verbose", "0: silent, 1: one line per epoch on the driver, 2: also Keras' "
                      "own per-epoch lines in rank 0's log", TypeConverters.toInt)
+    log_to_mlflow = _param("log_to_mlflow", "log params, per-epoch metrics, TensorBoard logs and "
+                           "the model to MLflow: None (default) when an MLflow run is active, "
+                           "True also starts (or resumes) a run, False never", _optional_bool)
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(sample_weight_col=None, validation=None, val_batch_size=None, epochs=1,
                          train_steps_per_epoch=None, validation_steps_per_epoch=None,
                          shuffle=True, random_seed=None, store=None, cache_key=None, run_id=None,
-                         num_proc=None,
-                         verbose=1)
+                         num_proc=None, verbose=1, log_to_mlflow=None)

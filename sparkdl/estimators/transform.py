@@ -38,18 +38,27 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     prepared = df
     for i, col in enumerate(feature_cols):
         prepared = prepared.withColumn(_TMP.format(i), _as_float32(df, col))
-    # one value per row only when provably so: a free dimension may hold several
-    scalar = [None not in shape and math.prod(shape) == 1 for shape in signature.output_shapes]
+    scalar = scalar_outputs(signature)
     spec = PredictSpec(model_key=model_key,
                        input_cols=[_TMP.format(i) for i in range(len(feature_cols))],
                        input_shapes=signature.input_shapes,
                        output_cols=list(output_cols), scalar_outputs=scalar,
-                       batch_size=max(batch_size, MIN_INFERENCE_BATCH))
+                       batch_size=inference_batch_size(batch_size))
     schema = T.StructType(df.schema.fields + [
         T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
         for c, s in zip(output_cols, scalar, strict=True)])
     fn = make_predict_fn(spec, model_bytes, dumps_by_value(custom_objects))
     return prepared.mapInArrow(fn, schema)
+
+
+def scalar_outputs(signature: Any) -> list[bool]:
+    """Per output, whether it is one value per row (a float column) rather than an array: only
+    when provably so, since a free dimension may hold several."""
+    return [None not in shape and math.prod(shape) == 1 for shape in signature.output_shapes]
+
+
+def inference_batch_size(batch_size: int) -> int:
+    return max(batch_size, MIN_INFERENCE_BATCH)
 
 
 def _as_float32(df: DataFrame, col: str) -> Any:

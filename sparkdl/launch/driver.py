@@ -5,6 +5,7 @@ output lines) becomes the driver's exception.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ import sysconfig
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -37,18 +38,35 @@ _SECONDARY = ("gloo", "horovodinternalerror", "connection closed by peer", "brok
 def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
         start_timeout: float = 120.0, timeout: float | None = None,
-        on_message: Callable[[int, Any], None] | None = None) -> list[Any]:
+        on_message: Callable[[int, Any], None] | None = None,
+        description: str | None = None) -> list[Any]:
     """Run `fn(*args, **kwargs)` on `num_proc` Horovod ranks in one Spark barrier stage.
 
     Returns fn's return values ordered by rank. `on_message(rank, payload)` receives what ranks
     send with `sparkdl.launch.report` while the job runs. `start_timeout` bounds the wait for
-    all ranks to start, `timeout` (None: no limit) the whole job.
+    all ranks to start, `timeout` (None: no limit) the whole job. `description` names the job
+    in the Spark UI.
     """
     sc = _active_context()
     num_proc = check_num_proc(num_proc, available_slots(sc, num_proc, start_timeout))
     payload = dumps_by_value((fn, tuple(args), dict(kwargs or {})))
     env = {str(k): str(v) for k, v in (env or {}).items()}
-    return _BarrierJob(sc, num_proc, payload, env).run(start_timeout, timeout, on_message)
+    description = description or f"sparkdl: {num_proc} Horovod ranks"
+    return _BarrierJob(sc, num_proc, payload, env, description).run(start_timeout, timeout,
+                                                                    on_message)
+
+
+@contextlib.contextmanager
+def job_description(sc: Any, text: str) -> Iterator[None]:
+    """Spark jobs this thread starts in the block carry `text` as their description (Spark UI);
+    the previous description comes back after."""
+    key = "spark.job.description"
+    previous = sc.getLocalProperty(key)
+    sc.setLocalProperty(key, text)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty(key, previous)
 
 
 def _active_context() -> Any:
@@ -129,8 +147,10 @@ def _user_modules() -> list[Any]:
 class _BarrierJob:
     """One barrier stage, watched from the driver through the job's message channel."""
 
-    def __init__(self, sc: Any, num_proc: int, payload: bytes, env: dict[str, str]) -> None:
+    def __init__(self, sc: Any, num_proc: int, payload: bytes, env: dict[str, str],
+                 description: str) -> None:
         self.sc = sc
+        self.description = description
         self.num_proc = num_proc
         self.payload = payload
         self.env = env
@@ -170,8 +190,7 @@ class _BarrierJob:
                         _CANCEL_WAIT_S)
 
     def _submit(self, broadcast: Any, spec: TaskSpec) -> None:
-        self.sc.setJobGroup(self.group, f"sparkdl: {self.num_proc} Horovod ranks",
-                            interruptOnCancel=True)
+        self.sc.setJobGroup(self.group, self.description, interruptOnCancel=True)
         try:
             rdd = self.sc.parallelize(range(self.num_proc), self.num_proc)
             task = make_barrier_task(broadcast, spec)

@@ -31,15 +31,29 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Send each epoch's metrics (of all ranks) to the driver through `sparkdl.launch.report`."""
+    """Send progress to the driver through `sparkdl.launch.report`: each epoch's metrics (of all
+    ranks) at its end, and within an epoch rank 0's running metrics every `every_batches`
+    batches or every `every_seconds`, whichever is rarer."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, every_batches: int = 10, every_seconds: float = 1.0) -> None:
         super().__init__()
         self.epochs = epochs
-        self._t0 = time.monotonic()
+        self.every_batches, self.every_seconds = every_batches, every_seconds
+        self._t0 = self._last_time = time.monotonic()
+        self._epoch = self._last_step = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._t0 = time.monotonic()
+        self._t0 = self._last_time = time.monotonic()
+        self._epoch, self._last_step = epoch, 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        now, step, steps = time.monotonic(), batch + 1, self.params.get("steps")
+        if (not steps or step >= steps or step - self._last_step < self.every_batches
+                or now - self._last_time < self.every_seconds):
+            return
+        self._last_time, self._last_step = now, step
+        report({"event": "batch", "epoch": self._epoch + 1, "epochs": self.epochs,
+                "step": step, "steps": steps, "logs": _floats(logs)})
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         report({"event": "epoch", "epoch": epoch + 1, "epochs": self.epochs,

@@ -48,7 +48,6 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
     key = spec.model_key
     with _lock:
         if key not in _models:
-            import keras
             import tensorflow as tf
 
             try:  # one thread per task: Spark runs one Python worker per task slot
@@ -60,18 +59,37 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
 
             model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
                                      compile=False)
-            signature = [tf.TensorSpec((None, *shape), tf.float32) for shape in spec.input_shapes]
-
-            # One traced graph for every batch: predict_on_batch builds a tf.data pipeline per
-            # call, which costs more than the forward pass of a small model.
-            @tf.function(input_signature=signature)
-            def forward(*inputs: Any) -> list[Any]:
-                out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-                return keras.tree.flatten(out)
-
             _models.clear()  # one model per worker: a new fit's model replaces the old
-            _models[key] = forward
+            _models[key] = forward_fn(model, spec.input_shapes)
         return _models[key]
+
+
+def forward_fn(model: Any, input_shapes: Sequence[tuple]) -> Any:
+    """The model's forward pass traced once as a tf.function over float32 inputs of
+    `input_shapes`; returns the flat list of outputs."""
+    import keras
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((None, *shape), tf.float32) for shape in input_shapes]
+
+    # One traced graph for every batch: predict_on_batch builds a tf.data pipeline per call,
+    # which costs more than the forward pass of a small model.
+    @tf.function(input_signature=signature)
+    def forward(*inputs: Any) -> list[Any]:
+        out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        return keras.tree.flatten(out)
+
+    return forward
+
+
+def predict_arrays(forward: Any, inputs: Sequence[np.ndarray], batch_size: int
+                   ) -> list[np.ndarray]:
+    """One array per model output for all rows of `inputs`, `batch_size` rows per call."""
+    chunks = []
+    for start in range(0, len(inputs[0]), batch_size):
+        out = forward(*[a[start:start + batch_size] for a in inputs])
+        chunks.append([t.numpy() for t in out])
+    return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
 
 def _column_array(column: pa.Array, shape: tuple) -> np.ndarray:
@@ -97,11 +115,7 @@ def _predict_batch(forward: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa
         return pa.RecordBatch.from_arrays(columns + empty, names=names)
     inputs = [_column_array(batch.column(c), s)
               for c, s in zip(spec.input_cols, spec.input_shapes, strict=True)]
-    chunks = []
-    for start in range(0, n, spec.batch_size):
-        out = forward(*[a[start:start + spec.batch_size] for a in inputs])
-        chunks.append([t.numpy() for t in out])
-    outputs = [np.concatenate([c[j] for c in chunks]) for j in range(len(spec.output_cols))]
+    outputs = predict_arrays(forward, inputs, spec.batch_size)
     arrays = [_to_arrow(o, n, scalar)
               for o, scalar in zip(outputs, spec.scalar_outputs, strict=True)]
     return pa.RecordBatch.from_arrays(columns + arrays, names=names)

@@ -168,3 +168,10 @@ class SaveSeenRows(keras.callbacks.Callback):
 
         [layer] = [x for x in self.model.layers if isinstance(x, CountRows)]
         np.save(os.path.join(self.directory, f"seen{hvd.rank()}.npy"), layer.seen.numpy())
+
+
+def job_descriptions(spark):
+    """Descriptions of the application's Spark jobs so far, as the Spark UI lists them."""
+    jobs = spark.sparkContext._jsc.sc().statusStore().jobsList(None)  # a Scala Seq
+    found = [jobs.apply(i).description() for i in range(jobs.size())]
+    return [d.get() for d in found if d.isDefined()]

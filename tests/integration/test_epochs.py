@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras_helpers import CountRows, SaveSeenRows, make_estimator
+from keras_helpers import CountRows, SaveSeenRows, job_descriptions, make_estimator
 from pyspark.sql import functions as F
 
 
@@ -14,9 +14,12 @@ def test_every_training_row_is_trained_on_exactly_once_per_epoch(spark, store_ro
         F.array(F.col("id").cast("double"), F.rand(1)).alias("features"),
         F.rand(2).alias("y"))
     model = keras.Sequential([keras.Input((2,)), CountRows(rows), keras.layers.Dense(1)])
-    make_estimator(store_root, model=model, optimizer=keras.optimizers.SGD(1e-3), loss="mse",
-                   label_cols=["y"], batch_size=32, epochs=2, random_seed=3,
-                   callbacks=[SaveSeenRows(str(tmp_path))]).fit(df)
+    fitted = make_estimator(store_root, model=model, optimizer=keras.optimizers.SGD(1e-3),
+                            loss="mse", label_cols=["y"], batch_size=32, epochs=2, random_seed=3,
+                            callbacks=[SaveSeenRows(str(tmp_path))]).fit(df)
+    # the fit's jobs are named in the Spark UI
+    assert {f"sparkdl fit {fitted.getRunId()}: materialise",
+            f"sparkdl fit {fitted.getRunId()}: train on 2 ranks"} <= set(job_descriptions(spark))
 
     seen = [np.load(tmp_path / f"seen{rank}.npy") for rank in (0, 1)]
     np.testing.assert_array_equal(seen[0] + seen[1], np.full(rows, 2.0))  # 2 epochs

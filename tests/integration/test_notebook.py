@@ -68,12 +68,15 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, naming the cell, on any cell's error
 
-    # progress: one line per epoch, printed in the fit cell while the job ran
-    fit_out = _text(_cell_with(nb, "pipeline.fit(train)"))
-    epochs = re.findall(r"^Epoch (\d+)/(\d+) - loss: [\d.]+ - accuracy: [\d.]+ - val_loss",
-                        fit_out, re.M)
-    assert epochs and [int(e) for e, _ in epochs] == list(range(1, int(epochs[0][1]) + 1)), \
-        fit_out
+    # progress: a bar per epoch in the fit cell, updated in place; its final state is full and
+    # shows the epoch's metrics
+    bars = [out["data"] for out in _cell_with(nb, "pipeline.fit(train)").outputs
+            if out["output_type"] == "display_data"]
+    assert bars and all('<progress value="1" max="1"' in bar["text/html"] for bar in bars), bars
+    finals = [re.fullmatch(r"Epoch (\d+)/(\d+) - loss: [\d.]+ - accuracy: [\d.]+ - val_loss.*",
+                           bar["text/plain"]) for bar in bars]
+    assert all(finals), bars
+    assert [int(m.group(1)) for m in finals] == list(range(1, int(finals[0].group(2)) + 1))
 
     # the history figure: shown inline and saved next to the notebook
     plot = _cell_with(nb, "getHistory()")

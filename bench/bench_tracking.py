@@ -1,0 +1,67 @@
+"""What MLflow tracking costs a fit: the same fit with log_to_mlflow=False and True (a local
+sqlite tracking store), alternated, medians of --repeat runs; prints seconds and the ratio.
+
+`.venv/bin/python bench/bench_tracking.py [--rows 20000] [--epochs 3] [--repeat 3]`
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH_DIR)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+from common import features_df, make_dataset, median, mlp, timed  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    import keras
+    import mlflow
+    from pyspark.sql import SparkSession
+
+    from sparkdl import KerasEstimator, Store
+
+    tmp = tempfile.mkdtemp(prefix="sparkdl-bench-tracking-")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false") \
+        .getOrCreate()
+    _, parquet = make_dataset(os.path.join(tmp, "data"), args.rows, args.dim)
+    df = features_df(spark, parquet)
+    store = Store.create(os.path.join(tmp, "store"))
+
+    def fit(tracked: bool) -> float:
+        est = KerasEstimator(model=mlp(args.dim, [64, 64]), optimizer=keras.optimizers.Adam(1e-3),
+                             loss="binary_crossentropy", feature_cols=["features"],
+                             label_cols=["label"], store=store, num_proc=2, batch_size=128,
+                             epochs=args.epochs, validation=0.1, verbose=0,
+                             log_to_mlflow=tracked, cache_key="bench-tracking")
+        return timed(lambda: est.fit(df))[0]
+
+    fit(False)  # materialise once and warm up
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(args.repeat):
+        for tracked in (False, True):
+            seconds[tracked].append(fit(tracked))
+    plain, tracked = median(seconds[False]), median(seconds[True])
+    print(f"fit, {args.rows} rows x {args.epochs} epochs, num_proc=2, median of {args.repeat}")
+    print(f"  log_to_mlflow=False: {plain:.2f} s")
+    print(f"  log_to_mlflow=True:  {tracked:.2f} s  (params, {args.epochs} epochs of metrics, "
+          "TensorBoard logs, model)")
+    print(f"  ratio tracked / untracked: {tracked / plain:.2f}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The MLflow model of a trained KerasModel: Keras' own flavour plus a pyfunc that takes the
+feature columns of a pandas DataFrame and returns the columns `KerasModel.transform` appends.
+
+A flavour module for `mlflow.models.Model.log`: `save_model` writes it, `_load_pyfunc` loads it
+wherever it is served (sparkdl, Keras and TensorFlow installed; no Spark).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from sparkdl.train.predict import forward_fn, predict_arrays
+
+COLUMNS_FILE = "sparkdl_columns.json"
+CUSTOM_OBJECTS_FILE = "sparkdl_custom_objects.pkl"
+KERAS_FILE = "model.keras"  # where mlflow.keras.save_model puts the model in its data dir
+
+
+@dataclass(frozen=True)
+class Columns:
+    """How DataFrame columns map to the model: what transform does, written next to the model."""
+
+    feature_cols: list[str]
+    input_shapes: list[tuple]
+    output_cols: list[str]
+    scalar_outputs: list[bool]
+    batch_size: int
+
+
+def save_model(path: str, mlflow_model: Any, *, keras_model: Any, columns: Columns,
+               custom_objects: bytes, signature: Any, pip_requirements: list[str]) -> None:
+    """Keras' flavour (`mlflow.keras.load_model` gives the keras.Model) whose pyfunc is ours."""
+    import mlflow.keras
+
+    # Keras' flavour takes only tensor signatures, and warns without one: the column signature
+    # is set on the MLmodel below.
+    keras_log = logging.getLogger("mlflow.keras.save")
+    level = keras_log.level
+    keras_log.setLevel(logging.ERROR)
+    try:
+        mlflow.keras.save_model(keras_model, path, mlflow_model=mlflow_model,
+                                pip_requirements=pip_requirements)
+    finally:
+        keras_log.setLevel(level)
+    data = os.path.join(path, mlflow_model.flavors["keras"]["data"])
+    with open(os.path.join(data, COLUMNS_FILE), "w") as f:
+        json.dump(asdict(columns), f)
+    with open(os.path.join(data, CUSTOM_OBJECTS_FILE), "wb") as f:
+        f.write(custom_objects)
+    mlflow_model.flavors["python_function"].update(loader_module=__name__, data="data")
+    mlflow_model.signature = signature
+    mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
+def _load_pyfunc(data_path: str) -> ColumnsModel:
+    """mlflow.pyfunc's entry point: the model in `data_path` behind its column mapping."""
+    import cloudpickle
+
+    from sparkdl.train.serialize import model_from_bytes
+
+    with open(os.path.join(data_path, COLUMNS_FILE)) as f:
+        body = json.load(f)
+    columns = Columns(**{**body, "input_shapes": [tuple(s) for s in body["input_shapes"]]})
+    with open(os.path.join(data_path, CUSTOM_OBJECTS_FILE), "rb") as f:
+        custom_objects = cloudpickle.load(f)
+    with open(os.path.join(data_path, KERAS_FILE), "rb") as f:
+        model = model_from_bytes(f.read(), custom_objects, compile=False)
+    return ColumnsModel(model, columns)
+
+
+class ColumnsModel:
+    """pandas DataFrame of feature columns in; one column per model output out, as transform."""
+
+    def __init__(self, model: Any, columns: Columns) -> None:
+        self.columns = columns
+        self._forward = forward_fn(model, columns.input_shapes)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        import pandas as pd
+
+        cols = self.columns
+        missing = [c for c in cols.feature_cols if c not in data.columns]
+        if missing:
+            raise ValueError(f"input has no column(s) {missing}; expected the feature columns "
+                             f"{cols.feature_cols}")
+        inputs = [_as_array(data[c], shape)
+                  for c, shape in zip(cols.feature_cols, cols.input_shapes, strict=True)]
+        outputs = predict_arrays(self._forward, inputs, cols.batch_size)
+        n = len(data)
+        return pd.DataFrame({name: _as_column(out, n, scalar) for name, out, scalar
+                             in zip(cols.output_cols, outputs, cols.scalar_outputs, strict=True)},
+                            index=data.index)
+
+
+def _as_array(column: Any, shape: Sequence[int | None]) -> np.ndarray:
+    """A float32 array (rows, *shape) from a column of numbers or of (nested) arrays/lists."""
+    values = column.to_numpy()
+    if values.dtype == object:
+        values = np.stack([np.asarray(v, dtype=np.float32) for v in values])
+    dims = [-1 if d is None else d for d in shape]
+    return np.asarray(values, dtype=np.float32).reshape(len(column), *dims)
+
+
+def _as_column(out: np.ndarray, n: int, scalar: bool) -> Any:
+    flat = np.asarray(out, dtype=np.float32).reshape(n, -1)
+    return flat[:, 0] if scalar else list(flat)
