@@ -67,7 +67,8 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  shuffle: Any = None, random_seed: Any = None, store: Any = None,
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
                  output_cols: Any = None, cache_key: Any = None,
-                 jit_compile: Any = None, log_to_mlflow: Any = None) -> None:
+                 jit_compile: Any = None, stall_timeout: Any = None,
+                 log_to_mlflow: Any = None) -> None:
         super().__init__()
         self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -138,7 +139,8 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         try:
             results = run(train_keras, num_proc=num_proc, args=(plan.spec(meta, run_id),),
                           on_message=on_message,
-                          description=f"sparkdl fit {run_id}: train on {num_proc} ranks")
+                          description=f"sparkdl fit {run_id}: train on {num_proc} ranks",
+                          stall_timeout=self.getStallTimeout())
         except BaseException:
             if tracking is not None:
                 tracking.fail()
@@ -200,6 +202,9 @@ class _FitPlan:
         check.check_validation(est.getValidation(), cols)
         for name in ("epochs", "batch_size"):
             check.check_positive(name, est.getOrDefault(name))
+        if not est.getStallTimeout() > 0:
+            raise ValueError(f"stall_timeout must be a number of seconds > 0; got "
+                             f"{est.getStallTimeout()!r}")
         for name in ("val_batch_size", "train_steps_per_epoch", "validation_steps_per_epoch"):
             check.check_positive(name, est.getOrDefault(name), optional=True)
         num_proc = est.getNumProc()

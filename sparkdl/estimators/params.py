@@ -105,6 +105,9 @@ class TrainingParams(ColumnParams):
                       _optional_int)
     verbose = _param("verbose", "0: silent, 1: one line per epoch on the driver, 2: also Keras' "
                      "own per-epoch lines in rank 0's log", TypeConverters.toInt)
+    stall_timeout = _param("stall_timeout", "seconds a rank may go without progress (a batch, "
+                           "an epoch) before fit ends it and fails naming it",
+                           TypeConverters.toFloat)
     log_to_mlflow = _param("log_to_mlflow", "log params, per-epoch metrics, TensorBoard logs and "
                            "the model to MLflow: None (default) when an MLflow run is active, "
                            "True also starts (or resumes) a run, False never", _optional_bool)
@@ -114,4 +117,4 @@ class TrainingParams(ColumnParams):
         self._setDefault(sample_weight_col=None, validation=None, val_batch_size=None, epochs=1,
                          train_steps_per_epoch=None, validation_steps_per_epoch=None,
                          shuffle=True, random_seed=None, store=None, cache_key=None, run_id=None,
-                         num_proc=None, verbose=1, log_to_mlflow=None)
+                         num_proc=None, verbose=1, stall_timeout=300.0, log_to_mlflow=None)

@@ -4,5 +4,6 @@ from __future__ import annotations
 from sparkdl.launch.channel import report
 from sparkdl.launch.driver import run
 from sparkdl.launch.errors import LaunchError, RankFailedError
+from sparkdl.launch.heartbeat import heartbeat
 
-__all__ = ["run", "report", "LaunchError", "RankFailedError"]
+__all__ = ["run", "report", "heartbeat", "LaunchError", "RankFailedError"]

@@ -39,21 +39,25 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
         kwargs: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
         start_timeout: float = 120.0, timeout: float | None = None,
         on_message: Callable[[int, Any], None] | None = None,
-        description: str | None = None) -> list[Any]:
+        description: str | None = None, stall_timeout: float | None = None) -> list[Any]:
     """Run `fn(*args, **kwargs)` on `num_proc` Horovod ranks in one Spark barrier stage.
 
     Returns fn's return values ordered by rank. `on_message(rank, payload)` receives what ranks
     send with `sparkdl.launch.report` while the job runs. `start_timeout` bounds the wait for
     all ranks to start, `timeout` (None: no limit) the whole job. `description` names the job
-    in the Spark UI.
+    in the Spark UI. A rank whose `sparkdl.launch.heartbeat()` calls stop for `stall_timeout`
+    seconds (None: never checked) is ended and the job fails naming it.
     """
     sc = _active_context()
     num_proc = check_num_proc(num_proc, available_slots(sc, num_proc, start_timeout))
     payload = dumps_by_value((fn, tuple(args), dict(kwargs or {})))
     env = {str(k): str(v) for k, v in (env or {}).items()}
+    if stall_timeout is not None and not stall_timeout > 0:
+        raise ValueError(f"stall_timeout {stall_timeout!r} is invalid; expected None or a "
+                         "number of seconds > 0")
     description = description or f"sparkdl: {num_proc} Horovod ranks"
-    return _BarrierJob(sc, num_proc, payload, env, description).run(start_timeout, timeout,
-                                                                    on_message)
+    job = _BarrierJob(sc, num_proc, payload, env, description, stall_timeout)
+    return job.run(start_timeout, timeout, on_message)
 
 
 @contextlib.contextmanager
@@ -148,9 +152,10 @@ class _BarrierJob:
     """One barrier stage, watched from the driver through the job's message channel."""
 
     def __init__(self, sc: Any, num_proc: int, payload: bytes, env: dict[str, str],
-                 description: str) -> None:
+                 description: str, stall_timeout: float | None) -> None:
         self.sc = sc
-        self.description = description
+        self.description, self.stall_timeout = description, stall_timeout
+        self.last_beats: dict[int, float] = {}  # of ranks that failed by stalling
         self.num_proc = num_proc
         self.payload = payload
         self.env = env
@@ -165,7 +170,8 @@ class _BarrierJob:
         host = self.sc.getConf().get("spark.driver.host", "127.0.0.1")
         try:
             with DriverChannel(advertise_host=host) as channel:
-                spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env)
+                spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env,
+                                stall_timeout=self.stall_timeout)
                 thread = threading.Thread(target=self._submit, args=(broadcast, spec),
                                           daemon=True, name=self.group)
                 thread.start()
@@ -232,6 +238,8 @@ class _BarrierJob:
             self.started.add(rank)
         elif kind == "failed":
             self.failures.setdefault(rank, str(msg.get("message", "")))
+            if msg.get("last_beat") is not None:
+                self.last_beats.setdefault(rank, float(msg["last_beat"]))
         elif kind == "message" and on_message is not None:
             try:
                 on_message(rank, msg.get("payload"))
@@ -248,11 +256,14 @@ class _BarrierJob:
             self._handle(msg, on_message)
 
     def _rank_error(self) -> RankFailedError:
-        """The root-cause failure: a rank that did not fail only because a peer went away."""
+        """The root-cause failure: a rank that did not fail only because a peer went away; of
+        ranks that stalled, the one whose progress stopped first (its peers then wait on it)."""
         ranks = sorted(self.failures)
         primary = [r for r in ranks
                    if not any(s in self.failures[r].lower() for s in _SECONDARY)]
         rank = (primary or ranks)[0]
+        if self.last_beats and (rank in self.last_beats or not primary):
+            rank = min(self.last_beats, key=self.last_beats.__getitem__)
         others = [r for r in ranks if r != rank]
         also = f"\n(ranks {others} failed after it)" if others else ""
         return RankFailedError(rank, self.failures[rank] + also)

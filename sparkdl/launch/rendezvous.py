@@ -1,10 +1,16 @@
 """Horovod's Gloo rendezvous for one barrier job: the slot plan and a job-scoped HTTP server.
 
-Rank 0's task hosts horovod's own `RendezvousServer`; it answers only the job's hosts and lives
-exactly as long as the job's rank 0.
+Rank 0's task hosts horovod's own `RendezvousServer`; it answers only the job's hosts, only
+requests carrying the job's secret, and lives exactly as long as the job's rank 0.
+
+Horovod's Gloo client sends no header we control; it builds its URLs as
+``http://<ADDR>:<PORT>/<scope>/<key>`` from HOROVOD_GLOO_RENDEZVOUS_ADDR. An ADDR of
+``host:port/<secret>`` makes every request's path ``/<secret>:<port>/<scope>/<key>``.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import socket
 from collections.abc import Sequence
 
@@ -34,15 +40,21 @@ def slot_plan(hosts: Sequence[str]) -> list[SlotInfo]:
     return plan
 
 
+def rendezvous_secret(job_secret: str) -> str:
+    """The rendezvous path secret every task of a job derives from the job's channel secret."""
+    return hashlib.sha256(f"sparkdl-rendezvous:{job_secret}".encode()).hexdigest()[:32]
+
+
 def horovod_env(slot: SlotInfo, rendezvous_addr: str, rendezvous_port: int,
-                iface: str | None) -> dict[str, str]:
-    """The environment that makes `hvd.init()` join this job over Gloo."""
+                iface: str | None, secret: str) -> dict[str, str]:
+    """The environment that makes `hvd.init()` join this job over Gloo, its requests to the
+    rendezvous carrying `secret` in their path."""
     env = {
         "HOROVOD_RANK": slot.rank, "HOROVOD_SIZE": slot.size,
         "HOROVOD_LOCAL_RANK": slot.local_rank, "HOROVOD_LOCAL_SIZE": slot.local_size,
         "HOROVOD_CROSS_RANK": slot.cross_rank, "HOROVOD_CROSS_SIZE": slot.cross_size,
         "HOROVOD_HOSTNAME": slot.hostname,
-        "HOROVOD_GLOO_RENDEZVOUS_ADDR": rendezvous_addr,
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": f"{rendezvous_addr}:{rendezvous_port}/{secret}",
         "HOROVOD_GLOO_RENDEZVOUS_PORT": rendezvous_port,
         "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
         "HOROVOD_GLOO_TIMEOUT_SECONDS": 60,
@@ -59,9 +71,10 @@ def _resolve(host: str) -> set[str]:
         return {host}
 
 
-def _handler_for(allowed: frozenset[str]) -> type[RendezvousHandler]:
+def _handler_for(allowed: frozenset[str], secret: str) -> type[RendezvousHandler]:
     class JobRendezvousHandler(RendezvousHandler):
-        """Horovod's handler, refusing clients that are not hosts of this job."""
+        """Horovod's handler, refusing clients that are not hosts of this job or do not send
+        its secret; the secret is taken off the path before Horovod reads it."""
 
         def parse_request(self) -> bool:
             if not super().parse_request():
@@ -69,6 +82,11 @@ def _handler_for(allowed: frozenset[str]) -> type[RendezvousHandler]:
             if self.client_address[0] not in allowed:
                 self.send_error(403, "not a host of this sparkdl job")
                 return False
+            head, _, rest = self.path.lstrip("/").partition("/")
+            if not hmac.compare_digest(head.split(":", 1)[0].encode(), secret.encode()):
+                self.send_error(403, "missing or wrong job secret")
+                return False
+            self.path = "/" + rest
             return True
 
     return JobRendezvousHandler
@@ -77,13 +95,13 @@ def _handler_for(allowed: frozenset[str]) -> type[RendezvousHandler]:
 class JobRendezvous:
     """Horovod's RendezvousServer on a random port, initialised with this job's slot plan."""
 
-    def __init__(self, plan: Sequence[SlotInfo]) -> None:
+    def __init__(self, plan: Sequence[SlotInfo], secret: str) -> None:
         allowed: set[str] = set()
         for slot in plan:
             allowed |= _resolve(slot.hostname)
         self._server = RendezvousServer(verbose=0)
         self._plan = list(plan)
-        self._handler = _handler_for(frozenset(allowed))
+        self._handler = _handler_for(frozenset(allowed), secret)
         self.port: int | None = None
 
     def __enter__(self) -> JobRendezvous:

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,8 @@ from typing import Any
 import psutil
 
 from sparkdl.launch.channel import CHANNEL_ENV, RANK_ENV, SECRET_ENV, ChannelClient
-from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, slot_plan
+from sparkdl.launch.heartbeat import HEARTBEAT_ENV
+from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, rendezvous_secret, slot_plan
 
 TAIL_LINES = 40
 
@@ -32,6 +35,15 @@ class TaskSpec:
     channel: str
     secret: str
     env: dict[str, str] = field(default_factory=dict)
+    stall_timeout: float | None = None  # end a rank whose heartbeats stop for this long
+
+
+class RankStalledError(RuntimeError):
+    """A rank stopped making progress (no heartbeat within stall_timeout) and was ended."""
+
+    def __init__(self, message: str, last_beat: float) -> None:
+        super().__init__(message)
+        self.last_beat = last_beat  # wall-clock time of its last heartbeat
 
 
 def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]], Iterator[bytes]]:
@@ -48,7 +60,7 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
         try:
             yield _run_rank(ctx, rank, hosts, payload.value, spec)
         except BaseException as exc:
-            client.send("failed", message=str(exc))
+            client.send("failed", message=str(exc), last_beat=getattr(exc, "last_beat", None))
             raise
         finally:
             client.close()
@@ -62,15 +74,17 @@ def _run_rank(ctx: Any, rank: int, hosts: list[str], payload: bytes, spec: TaskS
     extra = {**spec.env, CHANNEL_ENV: spec.channel, SECRET_ENV: spec.secret, RANK_ENV: str(rank)}
     if gpus is not None:
         extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
+    secret = rendezvous_secret(spec.secret)
     if rank == 0:
-        with JobRendezvous(plan) as rendezvous:
+        with JobRendezvous(plan, secret) as rendezvous:
             ctx.allGather(f"{hosts[0]}:{rendezvous.port}")
-            env = horovod_env(plan[rank], hosts[0], rendezvous.port, _iface_of(hosts[rank]))
-            return run_child(payload, {**env, **extra}, rank, hosts[rank])
+            env = horovod_env(plan[rank], hosts[0], rendezvous.port, _iface_of(hosts[rank]),
+                              secret)
+            return run_child(payload, {**env, **extra}, rank, hosts[rank], spec.stall_timeout)
     address = ctx.allGather("")[0]
     host, port = address.rsplit(":", 1)
-    env = horovod_env(plan[rank], host, int(port), _iface_of(hosts[rank]))
-    return run_child(payload, {**env, **extra}, rank, hosts[rank])
+    env = horovod_env(plan[rank], host, int(port), _iface_of(hosts[rank]), secret)
+    return run_child(payload, {**env, **extra}, rank, hosts[rank], spec.stall_timeout)
 
 
 def _iface_of(host: str) -> str | None:
@@ -93,15 +107,19 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_child(payload: bytes, env: dict[str, str], rank: int, host: str) -> bytes:
+def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
+              stall_timeout: float | None = None) -> bytes:
     """Run the pickled function in a child Python, stream its output with a rank prefix, return
-    its pickled result; raise with the output's last lines when it fails."""
+    its pickled result; raise with the output's last lines when it fails, or when its
+    heartbeats stop for `stall_timeout` seconds (it is then killed)."""
     workdir = tempfile.mkdtemp(prefix=f"sparkdl-rank{rank}-")
     payload_path = os.path.join(workdir, "payload.pkl")
     result_path = os.path.join(workdir, "result.pkl")
+    beat_path = os.path.join(workdir, "heartbeat")
     with open(payload_path, "wb") as f:
         f.write(payload)
-    child_env = {**os.environ, **env,
+    open(beat_path, "wb").close()
+    child_env = {**os.environ, **env, HEARTBEAT_ENV: beat_path,
                  "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
                  "PYTHONUNBUFFERED": "1"}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -109,6 +127,10 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str) -> byte
         [sys.executable, "-m", "sparkdl.launch.child", payload_path, result_path],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=child_env, preexec_fn=_die_with_parent, text=True, errors="replace")
+    stalled: list[float] = []  # the last beat's time, once the watchdog has ended the child
+    if stall_timeout is not None:
+        threading.Thread(target=_watch_beats, args=(proc, beat_path, stall_timeout, stalled),
+                         daemon=True, name=f"sparkdl-watchdog-{rank}").start()
     try:
         assert proc.stdout is not None
         prefix = f"[sparkdl rank {rank}] "
@@ -116,6 +138,9 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str) -> byte
             tail.append(line.rstrip("\n"))
             sys.stderr.write(prefix + line)
         code = proc.wait()
+        if stalled:
+            raise RankStalledError(describe_stall(rank, host, stall_timeout or 0.0, list(tail)),
+                                   stalled[0])
         if code != 0:
             raise RuntimeError(describe_failure(rank, host, code, list(tail)))
         with open(result_path, "rb") as f:
@@ -127,9 +152,33 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str) -> byte
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _watch_beats(proc: subprocess.Popen, beat_path: str, stall_timeout: float,
+                 stalled: list[float]) -> None:
+    """Kill `proc` when its heartbeat file has not been touched for `stall_timeout` seconds."""
+    while proc.poll() is None:
+        try:
+            last = os.path.getmtime(beat_path)
+        except OSError:
+            return  # the workdir is gone: the rank has ended
+        if time.time() - last > stall_timeout:
+            stalled.append(last)
+            proc.kill()
+            return
+        time.sleep(min(1.0, stall_timeout / 4))
+
+
+def describe_stall(rank: int, host: str, stall_timeout: float, tail: list[str]) -> str:
+    return (f"rank {rank} on {host} stopped making progress: no heartbeat for "
+            f"stall_timeout={stall_timeout:g}s, so it was ended; its last output lines:\n"
+            f"{_lines(tail)}")
+
+
 def describe_failure(rank: int, host: str, code: int, tail: list[str]) -> str:
     """One message naming the rank, how it ended (exit code or signal) and its last output lines."""
     how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
            else f"exited with code {code}")
-    lines = "\n".join(f"  {line}" for line in tail) or "  (no output)"
-    return f"rank {rank} on {host} {how}; its last output lines:\n{lines}"
+    return f"rank {rank} on {host} {how}; its last output lines:\n{_lines(tail)}"
+
+
+def _lines(tail: list[str]) -> str:
+    return "\n".join(f"  {line}" for line in tail) or "  (no output)"

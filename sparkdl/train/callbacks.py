@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from sparkdl.launch import report
+from sparkdl.launch import heartbeat, report
 from sparkdl.store import Store
 from sparkdl.train.checkpoint import capture, save_checkpoint
 
@@ -58,3 +58,23 @@ class ProgressCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         report({"event": "epoch", "epoch": epoch + 1, "epochs": self.epochs,
                 "logs": _floats(logs), "seconds": time.monotonic() - self._t0})
+
+
+class HeartbeatCallback(keras.callbacks.Callback):
+    """Beat after training and validation batches (at most once a second) and at every epoch's
+    begin and end, so the task watching this rank knows it progresses (see `stall_timeout`).
+
+    Placed after the other callbacks: a rank blocked in one of them does not beat for that
+    event, while its peers (blocked in the next collective) already have."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        heartbeat()
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        heartbeat()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        heartbeat(force=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        heartbeat(force=True)

@@ -44,7 +44,10 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     import keras
     import tensorflow as tf
 
+    from sparkdl.launch import heartbeat
+
     hvd.init()
+    heartbeat(force=True)  # TensorFlow imported and peers met: the rank is progressing
     rank, size = hvd.rank(), hvd.size()
     try:  # share the cores this process may use among the host's ranks
         tf.config.threading.set_intra_op_parallelism_threads(
@@ -54,7 +57,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     keras.utils.set_random_seed(spec.seed + rank)
 
     from sparkdl.data.sharding import steps_per_epoch
-    from sparkdl.train.callbacks import CheckpointCallback, ProgressCallback
+    from sparkdl.train.callbacks import CheckpointCallback, HeartbeatCallback, ProgressCallback
     from sparkdl.train.checkpoint import (
         copy_optimizer_state,
         load_latest_checkpoint,
@@ -104,6 +107,8 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
                       keras.callbacks.TensorBoard(log_dir=logs_dir)]
+    callbacks.append(HeartbeatCallback())
+    heartbeat(force=True)  # model built, checkpoint restored, datasets open
     history = model.fit(
         train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=train_steps,
         validation_data=val_ds, validation_steps=val_steps, callbacks=callbacks,

@@ -82,6 +82,30 @@ def test_rank_exiting_without_traceback_reports_exit_code(spark):
         sparkdl.run(_hard_exit, num_proc=1)
 
 
+def _beat_then_stall_on_rank_one():
+    import threading
+
+    rank = int(os.environ["HOROVOD_RANK"])
+    started = time.monotonic()
+    while time.monotonic() - started < 120:
+        if rank == 1 and time.monotonic() - started > 2:
+            print("rank 1 is about to block")
+            threading.Event().wait()  # rank 1 blocks and stops beating
+        sparkdl.launch.heartbeat()
+        time.sleep(0.1)
+    return "unreachable"
+
+
+def test_rank_without_heartbeats_is_ended_after_stall_timeout(spark):
+    started = time.monotonic()
+    with pytest.raises(RankFailedError, match=r"rank 1 on \S+ stopped making progress") as info:
+        sparkdl.run(_beat_then_stall_on_rank_one, num_proc=2, stall_timeout=4)
+    assert time.monotonic() - started < 40
+    assert info.value.rank == 1 and "rank 1 is about to block" in str(info.value)
+    with pytest.raises(ValueError, match="stall_timeout 0 is invalid"):
+        sparkdl.run(_allreduce_rank, num_proc=1, stall_timeout=0)
+
+
 def test_num_proc_above_slots_fails_fast_naming_the_slots(spark):
     t0 = time.monotonic()
     with pytest.raises(ValueError, match=r"num_proc=3 but the cluster has only 2 task slots"):

@@ -36,6 +36,20 @@ class FailOnRank(keras.callbacks.Callback):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class HangOnRank(keras.callbacks.Callback):
+    """Blocks one rank forever when an epoch begins, as a callback that never returns would."""
+
+    def __init__(self, epoch: int, rank: int) -> None:
+        super().__init__()
+        self.epoch, self.rank = epoch, rank
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow as hvd
+
+        if epoch + 1 == self.epoch and hvd.rank() == self.rank:
+            threading.Event().wait()
+
+
 @pytest.fixture(scope="module")
 def features_df(spark):
     return assembled_df(spark, rows=1200)
@@ -237,3 +251,15 @@ def test_interrupting_the_driver_cancels_the_job_and_ends_the_ranks(spark):
     assert _eventually(lambda: not (_listening_ports() - ports_before)), (
         _listening_ports() - ports_before)
     assert sparkdl.run(lambda: 7, num_proc=2) == [7, 7]  # the session is usable again
+
+
+def test_hung_rank_fails_fit_within_stall_timeout_naming_it(features_df, store_root):
+    est = _estimator(store_root, epochs=3, stall_timeout=6, callbacks=[HangOnRank(2, 1)])
+    started = time.monotonic()
+    with pytest.raises(RankFailedError, match=r"rank 1 on \S+ stopped making progress: no "
+                                              r"heartbeat for stall_timeout=6s") as info:
+        est.fit(features_df)
+    assert info.value.rank == 1
+    assert "its last output lines" in str(info.value)
+    assert time.monotonic() - started < 90  # materialise, start, one epoch, then 6 s
+    assert _eventually(lambda: not _rank_children())  # the peer blocked on it is ended too

@@ -19,11 +19,12 @@ def test_local_ranks_are_counted_per_host_and_cross_ranks_per_local_rank():
 
 
 def test_horovod_env_uses_gloo_and_the_rendezvous_address():
-    env = horovod_env(slot_plan(["h", "h"])[1], "10.0.0.1", 4242, iface="lo")
+    env = horovod_env(slot_plan(["h", "h"])[1], "10.0.0.1", 4242, iface="lo", secret="s3")
     assert env["HOROVOD_RANK"] == "1" and env["HOROVOD_SIZE"] == "2"
     assert env["HOROVOD_LOCAL_RANK"] == "1" and env["HOROVOD_LOCAL_SIZE"] == "2"
     assert env["HOROVOD_CONTROLLER"] == env["HOROVOD_CPU_OPERATIONS"] == "gloo"
-    assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == "10.0.0.1"
+    # Horovod appends ":<port>/<scope>/<key>": the secret leads every request's path
+    assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == "10.0.0.1:4242/s3"
     assert env["HOROVOD_GLOO_RENDEZVOUS_PORT"] == "4242"
     assert env["HOROVOD_GLOO_IFACE"] == "lo"
 

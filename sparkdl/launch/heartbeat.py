@@ -1,0 +1,29 @@
+"""Rank-side progress beats: the task that runs a rank ends it when its beats stop for longer than
+the job's stall_timeout (a rank blocked in a callback or waiting on a silent peer).
+
+A beat touches a file the task watches: no network, no thread.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+HEARTBEAT_ENV = "SPARKDL_HEARTBEAT_FILE"
+_MIN_INTERVAL_S = 1.0
+_last = 0.0
+
+
+def heartbeat(force: bool = False) -> None:
+    """Tell the watching task this rank is making progress; call it from any loop that should
+    never stop for long (training calls it every batch). At most one beat a second unless
+    `force`. Does nothing outside `sparkdl.run`."""
+    global _last
+    path = os.environ.get(HEARTBEAT_ENV)
+    now = time.monotonic()
+    if not path or (not force and now - _last < _MIN_INTERVAL_S):
+        return
+    _last = now
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # the task's workdir is gone: the task is ending this rank anyway
