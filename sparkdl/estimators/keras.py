@@ -18,6 +18,7 @@ from sparkdl.estimators import validation as check
 from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
+from sparkdl.estimators.recovery import with_retries
 from sparkdl.estimators.runs import EPOCH_PARAMS, claim_run, derived_run_id, fit_fingerprint
 from sparkdl.estimators.tracking import fit_params, model_summary, require_mlflow, tracking_run
 from sparkdl.estimators.transform import (
@@ -68,7 +69,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
                  output_cols: Any = None, cache_key: Any = None,
                  jit_compile: Any = None, stall_timeout: Any = None,
-                 log_to_mlflow: Any = None) -> None:
+                 max_retries: Any = None, log_to_mlflow: Any = None) -> None:
         super().__init__()
         self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -136,18 +137,30 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
             def on_message(rank: int, payload: Any) -> None:
                 reporter(rank, payload)
                 tracking.on_message(rank, payload)
+        spec = plan.spec(meta, run_id)
+
+        def launch() -> list[Any]:
+            return run(train_keras, num_proc=num_proc, args=(spec,), on_message=on_message,
+                       description=f"sparkdl fit {run_id}: train on {num_proc} ranks",
+                       stall_timeout=self.getStallTimeout())
+
+        def epoch_in_progress() -> int:
+            return reporter.epochs[-1]["epoch"] + 1 if reporter.epochs else 1
+
         try:
-            results = run(train_keras, num_proc=num_proc, args=(plan.spec(meta, run_id),),
-                          on_message=on_message,
-                          description=f"sparkdl fit {run_id}: train on {num_proc} ranks",
-                          stall_timeout=self.getStallTimeout())
+            results = with_retries(launch, self.getMaxRetries(), epoch_in_progress,
+                                   reporter.say)
         except BaseException:
             if tracking is not None:
                 tracking.fail()
             raise
         out = results[0]
+        history = out["history"]
+        if reporter.epochs and (history.get("epoch") or [None])[0] != reporter.epochs[0]["epoch"]:
+            # retried: this fit's epochs span attempts; the run history has each once
+            history = _epochs_from(out["run_history"], reporter.epochs[0]["epoch"])
         model = self._copyValues(KerasModel()._trained(
-            out["model"], out["history"], out["run_history"], run_id, plan.custom_objects))
+            out["model"], history, out["run_history"], run_id, plan.custom_objects))
         if tracking is not None:
             model.mlflow_model_uri = tracking.finish(*model.mlflow_model_parts(meta, plan.store))
         return model
@@ -202,6 +215,10 @@ class _FitPlan:
         check.check_validation(est.getValidation(), cols)
         for name in ("epochs", "batch_size"):
             check.check_positive(name, est.getOrDefault(name))
+        retries = est.getMaxRetries()
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0 (0 turns retries off); got "
+                             f"{retries!r}")
         if not est.getStallTimeout() > 0:
             raise ValueError(f"stall_timeout must be a number of seconds > 0; got "
                              f"{est.getStallTimeout()!r}")
@@ -261,6 +278,12 @@ class _FitPlan:
             train_steps=est.getTrainStepsPerEpoch(), val_steps=est.getValidationStepsPerEpoch(),
             shuffle=est.getShuffle(), seed=self.seed, verbose=est.getVerbose(),
             jit_compile=est.getJitCompile())
+
+
+def _epochs_from(history: dict[str, list[float]], first: int) -> dict[str, list[float]]:
+    """The entries of a run history from epoch `first` (1-based) on."""
+    keep = [i for i, epoch in enumerate(history.get("epoch", [])) if epoch >= first]
+    return {k: [v[i] for i in keep] for k, v in history.items()}
 
 
 def _new_run_id() -> str:

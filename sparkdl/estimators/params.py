@@ -108,6 +108,9 @@ class TrainingParams(ColumnParams):
     stall_timeout = _param("stall_timeout", "seconds a rank may go without progress (a batch, "
                            "an epoch) before fit ends it and fails naming it",
                            TypeConverters.toFloat)
+    max_retries = _param("max_retries", "relaunches of the ranks from the last checkpoint after "
+                         "a rank fails (a lost executor, a signal, a stall); 0 turns this off",
+                         TypeConverters.toInt)
     log_to_mlflow = _param("log_to_mlflow", "log params, per-epoch metrics, TensorBoard logs and "
                            "the model to MLflow: None (default) when an MLflow run is active, "
                            "True also starts (or resumes) a run, False never", _optional_bool)
@@ -117,4 +120,5 @@ class TrainingParams(ColumnParams):
         self._setDefault(sample_weight_col=None, validation=None, val_batch_size=None, epochs=1,
                          train_steps_per_epoch=None, validation_steps_per_epoch=None,
                          shuffle=True, random_seed=None, store=None, cache_key=None, run_id=None,
-                         num_proc=None, verbose=1, stall_timeout=300.0, log_to_mlflow=None)
+                         num_proc=None, verbose=1, stall_timeout=300.0, max_retries=2,
+                         log_to_mlflow=None)

@@ -66,6 +66,14 @@ class EpochReporter:
         elif event == "batch" and self._view is not None:
             self._view.batch(payload)
 
+    def say(self, line: str) -> None:
+        """A line of its own (a retry, say): logged, and shown when verbose."""
+        log.warning(line)
+        if self.verbose >= 1:
+            stream = sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+
 
 def _in_notebook() -> bool:
     """Inside a Jupyter kernel (a shell with a kernel), judged without importing IPython."""

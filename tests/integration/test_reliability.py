@@ -36,6 +36,22 @@ class FailOnRank(keras.callbacks.Callback):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillOnceOnRank(keras.callbacks.Callback):
+    """SIGKILLs one rank when an epoch begins, the first time only (a marker file remembers)."""
+
+    def __init__(self, epoch: int, rank: int, marker: str) -> None:
+        super().__init__()
+        self.epoch, self.rank, self.marker = epoch, rank, marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow as hvd
+
+        if epoch + 1 == self.epoch and hvd.rank() == self.rank and not os.path.exists(
+                self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 class HangOnRank(keras.callbacks.Callback):
     """Blocks one rank forever when an epoch begins, as a callback that never returns would."""
 
@@ -104,7 +120,7 @@ def _eventually(check, seconds=15.0):
 def test_dying_rank_fails_fit_fast_naming_the_rank_then_resume_completes(
         spark, features_df, store_root, how, expected):
     ports_before = _listening_ports()
-    est = _estimator(store_root, run_id=f"dies-{how}", epochs=5,
+    est = _estimator(store_root, run_id=f"dies-{how}", epochs=5, max_retries=0,
                      callbacks=[FailOnRank(epoch=3, rank=1, how=how)])
     t0 = time.monotonic()
     with pytest.raises(RankFailedError) as info:
@@ -254,7 +270,8 @@ def test_interrupting_the_driver_cancels_the_job_and_ends_the_ranks(spark):
 
 
 def test_hung_rank_fails_fit_within_stall_timeout_naming_it(features_df, store_root):
-    est = _estimator(store_root, epochs=3, stall_timeout=6, callbacks=[HangOnRank(2, 1)])
+    est = _estimator(store_root, epochs=3, stall_timeout=6, max_retries=0,
+                     callbacks=[HangOnRank(2, 1)])
     started = time.monotonic()
     with pytest.raises(RankFailedError, match=r"rank 1 on \S+ stopped making progress: no "
                                               r"heartbeat for stall_timeout=6s") as info:
@@ -263,3 +280,31 @@ def test_hung_rank_fails_fit_within_stall_timeout_naming_it(features_df, store_r
     assert "its last output lines" in str(info.value)
     assert time.monotonic() - started < 90  # materialise, start, one epoch, then 6 s
     assert _eventually(lambda: not _rank_children())  # the peer blocked on it is ended too
+
+
+def test_killed_rank_is_relaunched_from_the_last_checkpoint_by_itself(features_df, store_root,
+                                                                       tmp_path, caplog):
+    marker = str(tmp_path / "killed-once")
+    fitted = _estimator(store_root, epochs=5,
+                        callbacks=[KillOnceOnRank(3, 1, marker)]).fit(features_df)
+    assert os.path.exists(marker)  # rank 1 was killed in epoch 3 ...
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert retries == ["sparkdl: rank 1: was killed by signal SIGKILL in epoch 3; retry 1/2 "
+                       "from the last checkpoint"]
+    # ... and the fit finished by itself, each epoch exactly once
+    assert fitted.getHistory()["epoch"] == [1, 2, 3, 4, 5]
+    assert fitted.getRunHistory()["epoch"] == [1, 2, 3, 4, 5]
+    assert len(fitted.getHistory()["loss"]) == 5
+
+
+def test_a_failure_that_repeats_identically_is_not_retried(features_df, store_root):
+    est = _estimator(store_root, epochs=4, callbacks=[FailOnRank(epoch=2, rank=1, how="raise")])
+    with pytest.raises(RankFailedError) as info:
+        est.fit(features_df)
+    text = str(info.value)
+    assert text.startswith("fit failed after 2 attempt(s) (the same failure repeated):\n"
+                           "  attempt 1: rank 1: RuntimeError: injected failure at epoch 2 in "
+                           "epoch 2\n  attempt 2: rank 1: RuntimeError: injected failure at "
+                           "epoch 2 in epoch 2\nlast failure:\n"), text
+    assert info.value.rank == 1
+    assert _eventually(lambda: not _rank_children())
