@@ -1,5 +1,6 @@
-"""Time-to-error of each fault sparkdl must surface (issue 7): rank failures, short slots,
-bad input. Prints one row per case: seconds from calling fit/run to the exception on the driver.
+"""Time-to-error of each fault sparkdl must surface: rank failures, hung ranks, short slots,
+bad input; and time to a finished fit when a killed rank is relaunched by itself (max_retries).
+Prints one row per case: seconds from calling fit to the exception (or the end) on the driver.
 
 Run: .venv/bin/python bench/bench_faults.py
 """
@@ -37,6 +38,31 @@ class _Fail(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class _Hang(keras.callbacks.Callback):
+    """Rank 1 blocks forever as the 2nd epoch begins (a callback that never returns)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow as hvd
+
+        if epoch == 1 and hvd.rank() == 1:
+            threading.Event().wait()
+
+
+class _KillOnce(_Fail):
+    """Rank 1 SIGKILLs itself as the 2nd epoch begins, in the first attempt only."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__("kill")
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow as hvd
+
+        if epoch == 1 and hvd.rank() == 1 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            super().on_epoch_begin(epoch, logs)
+
+
 def _model(inputs: int = 4) -> keras.Model:
     return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(1)])
 
@@ -55,10 +81,17 @@ def main() -> None:
     store = Store.create(tempfile.mkdtemp(prefix="sparkdl-faults-"))
     base = dict(model=_model(), optimizer="adam", loss="mse", feature_cols=["features"],
                 label_cols=["y"], store=store, num_proc=2, epochs=3, verbose=0)
+    once = os.path.join(tempfile.mkdtemp(prefix="sparkdl-faults-"), "killed")
     cases = [
-        ("rank 1 raises in a callback (epoch 2)", df, dict(callbacks=[_Fail("raise")])),
-        ("rank 1 os._exit(1) (epoch 2)", df, dict(callbacks=[_Fail("exit")])),
-        ("rank 1 SIGKILL (epoch 2)", df, dict(callbacks=[_Fail("kill")])),
+        ("no fault: a 3-epoch fit (baseline)", df, {}),
+        ("rank 1 SIGKILL once (epoch 2), retried", df, dict(callbacks=[_KillOnce(once)])),
+        ("rank 1 raises in a callback (epoch 2)", df, dict(callbacks=[_Fail("raise")],
+                                                           max_retries=0)),
+        ("rank 1 raises every time, retried", df, dict(callbacks=[_Fail("raise")])),
+        ("rank 1 os._exit(1) (epoch 2)", df, dict(callbacks=[_Fail("exit")], max_retries=0)),
+        ("rank 1 SIGKILL (epoch 2)", df, dict(callbacks=[_Fail("kill")], max_retries=0)),
+        ("rank 1 hangs (epoch 2), stall_timeout=10", df,
+         dict(callbacks=[_Hang()], stall_timeout=10, max_retries=0)),
         ("num_proc=3 > 2 slots", df, dict(num_proc=3)),
         ("missing column", df, dict(feature_cols=["nope"])),
         ("string feature column", strings, dict(feature_cols=["s"], model=_model(1))),
@@ -72,7 +105,7 @@ def main() -> None:
         t0 = time.monotonic()
         try:
             KerasEstimator(**{**base, **overrides}).fit(frame)
-            outcome = "NO ERROR"
+            outcome = "finished"
         except Exception as exc:  # the error is the measurement
             outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
         print(f"{name:40s} {time.monotonic() - t0:8.2f}  {outcome}", flush=True)

@@ -175,3 +175,16 @@ def job_descriptions(spark):
     jobs = spark.sparkContext._jsc.sc().statusStore().jobsList(None)  # a Scala Seq
     found = [jobs.apply(i).description() for i in range(jobs.size())]
     return [d.get() for d in found if d.isDefined()]
+
+
+class SlowEpochs(keras.callbacks.Callback):
+    """Makes every epoch last at least `seconds`, so that a poll can see training still running."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        time.sleep(self.seconds)

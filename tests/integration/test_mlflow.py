@@ -14,7 +14,7 @@ import keras
 import mlflow
 import numpy as np
 import pytest
-from keras_helpers import assembled_df, make_estimator
+from keras_helpers import SlowEpochs, assembled_df, make_estimator
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
@@ -55,17 +55,6 @@ def tracking_uri(tmp_path_factory):
 @pytest.fixture(scope="module")
 def df(spark):
     return assembled_df(spark, rows=1200, seed=8)
-
-
-class SlowEpochs(keras.callbacks.Callback):
-    """Makes every epoch last at least `seconds`, so that a poll can see training still running."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = seconds
-
-    def on_epoch_end(self, epoch, logs=None):
-        time.sleep(self.seconds)
 
 
 def test_active_run_gets_params_live_metrics_logs_and_a_servable_model(df, store_root,

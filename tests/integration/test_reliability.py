@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import keras
 import psutil
 import pytest
-from keras_helpers import assembled_df, make_estimator, mlp, no_spark_job
+from keras_helpers import assembled_df, make_estimator, mlp, no_spark_job, separable_df
 from pyspark.ml.feature import VectorAssembler
 
 import sparkdl
@@ -308,3 +310,59 @@ def test_a_failure_that_repeats_identically_is_not_retried(features_df, store_ro
                            "epoch 2 in epoch 2\nlast failure:\n"), text
     assert info.value.rank == 1
     assert _eventually(lambda: not _rank_children())
+
+
+_INTERRUPTED_FIT = """
+import sys
+sys.path.insert(0, {helpers!r})
+from keras_helpers import SlowEpochs, make_estimator
+from pyspark.ml.feature import VectorAssembler
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+    spark.read.parquet({data!r}))
+make_estimator({store!r}, run_id="interrupted", batch_size=64, epochs=30, random_seed=3,
+               verbose=1, callbacks=[SlowEpochs(1.0)]).fit(df)
+"""
+
+
+def test_sigint_to_a_driver_process_ends_everything_and_the_run_resumes(spark, store_root,
+                                                                        tmp_path):
+    data = str(tmp_path / "data.parquet")
+    separable_df(spark, rows=800, seed=6).write.parquet(data)
+    script = _INTERRUPTED_FIT.format(helpers=os.path.dirname(__file__), data=data,
+                                     store=store_root)
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    store = Store.create(store_root)
+    try:
+        assert _eventually(lambda: store.exists(store.checkpoint_dir("interrupted")) and any(
+            store.listdir(store.checkpoint_dir("interrupted"))), seconds=180), driver.poll()
+        driver.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that runs the driver
+        _, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    assert _eventually(lambda: not _all_rank_processes()), _all_rank_processes()
+
+    # the last checkpoint is intact: the same run resumes from it
+    done = sorted(store.listdir(store.checkpoint_dir("interrupted")))
+    last = int(done[-1][len("epoch-"):-len(".ckpt")])
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        spark.read.parquet(data))
+    resumed = make_estimator(store_root, run_id="interrupted", batch_size=64, epochs=last + 1,
+                             random_seed=3, verbose=0).fit(df)
+    assert resumed.getHistory()["epoch"] == [last + 1]
+    assert resumed.getRunHistory()["epoch"] == list(range(1, last + 2))
+
+
+def _all_rank_processes() -> list[int]:
+    """Rank processes anywhere on this machine (the interrupted driver was not our child; tests
+    run one at a time)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "sparkdl.launch.child" in " ".join(proc.info["cmdline"] or []):
+            found.append(proc.pid)
+    return found
