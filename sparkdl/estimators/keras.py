@@ -29,6 +29,7 @@ from sparkdl.estimators.transform import (
 from sparkdl.launch.driver import dumps_by_value
 
 log = logging.getLogger(__name__)
+RETRY_SLOT_WAIT_S = 120.0  # for a lost executor's replacement to register before a retry
 
 
 class KerasParams(TrainingParams):
@@ -96,7 +97,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                cache_key=self.getCacheKey())
         try:
             run_id = self._claim_run(plan, meta, input_files(df))
-            return self._train(plan, meta, num_proc, run_id)
+            return self._train(plan, meta, num_proc, run_id, sc)
         finally:
             if meta.reuse == "once":
                 meta.release()  # written for this fit alone
@@ -121,8 +122,10 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         claim_run(plan.store, run_id, fingerprint)
         return run_id
 
-    def _train(self, plan: _FitPlan, meta: Any, num_proc: int, run_id: str) -> KerasModel:
+    def _train(self, plan: _FitPlan, meta: Any, num_proc: int, run_id: str,
+               sc: Any) -> KerasModel:
         from sparkdl.launch import run
+        from sparkdl.launch.driver import wait_for_slots
         from sparkdl.train.keras_worker import train_keras
 
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
@@ -148,8 +151,9 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
             return reporter.epochs[-1]["epoch"] + 1 if reporter.epochs else 1
 
         try:
-            results = with_retries(launch, self.getMaxRetries(), epoch_in_progress,
-                                   reporter.say)
+            results = with_retries(
+                launch, self.getMaxRetries(), epoch_in_progress, reporter.say,
+                lambda: wait_for_slots(sc, num_proc, RETRY_SLOT_WAIT_S))
         except BaseException:
             if tracking is not None:
                 tracking.fail()

@@ -15,9 +15,10 @@ _HOW = re.compile(r"(was killed by signal \w+|exited with code -?\d+|stopped mak
 
 
 def with_retries(launch: Callable[[], T], max_retries: int, epoch: Callable[[], int],
-                 say: Callable[[str], None]) -> T:
+                 say: Callable[[str], None], before_retry: Callable[[], None]) -> T:
     """`launch()`, relaunched after a rank failure or a failed barrier job while retries are
-    left; `epoch()` is the epoch in progress, `say` shows one line per retry.
+    left; `epoch()` is the epoch in progress, `say` shows one line per retry, `before_retry`
+    runs before each relaunch (waiting for a lost executor's replacement).
 
     A failure with the same rank, cause and epoch as the one before it is not retried. The
     error raised at the end lists the cause of every attempt."""
@@ -41,6 +42,7 @@ def with_retries(launch: Callable[[], T], max_retries: int, epoch: Callable[[], 
                              + "\n  ".join(causes) + "\nlast failure:\n") from err
             say(f"sparkdl: {_who(rank)}{cause} in epoch {where}; retry {len(causes)}/"
                 f"{max_retries} from the last checkpoint")
+            before_retry()
 
 
 def _retryable(err: LaunchError) -> bool:

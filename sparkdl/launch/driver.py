@@ -103,6 +103,18 @@ def available_slots(sc: Any, wanted: int | None, start_timeout: float = 120.0) -
     return slots
 
 
+def wait_for_slots(sc: Any, wanted: int, timeout: float) -> int:
+    """Task slots, waiting up to `timeout` seconds for `wanted` of them: after a lost executor,
+    until the cluster manager's replacement has registered."""
+    jsc = sc._jsc.sc()
+    profile = jsc.resourceProfileManager().defaultResourceProfile()
+    deadline = time.monotonic() + timeout
+    while (slots := int(jsc.maxNumConcurrentTasks(profile))) < wanted \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return slots
+
+
 def check_num_proc(num_proc: int | None, slots: int) -> int:
     """num_proc, defaulting to the slot count; an error naming both when it cannot run."""
     if num_proc is None:
