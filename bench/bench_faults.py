@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import keras
+import psutil
 from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import SparkSession
 
@@ -110,6 +112,57 @@ def main() -> None:
             outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
         print(f"{name:40s} {time.monotonic() - t0:8.2f}  {outcome}", flush=True)
     spark.stop()
+    seconds, outcome = _sigint_to_a_driver()
+    print(f"{'SIGINT to a driver mid-fit':40s} {seconds:8.2f}  {outcome}", flush=True)
+
+
+_DRIVER = """
+import keras, time
+from pyspark.ml.feature import VectorAssembler
+from pyspark.sql import SparkSession
+from sparkdl import KerasEstimator, Store
+
+class Slow(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(1)
+
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+rows = [(float(i), float(i % 3), float(i % 5), float(i % 7), float(i % 2)) for i in range(2000)]
+df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+    spark.createDataFrame(rows, ["a", "b", "c", "d", "y"]))
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+KerasEstimator(model=model, optimizer="adam", loss="mse", feature_cols=["features"],
+               label_cols=["y"], store=Store.create({store!r}), num_proc=2, epochs=50,
+               run_id="interrupted", verbose=0, callbacks=[Slow()]).fit(df)
+"""
+
+
+def _sigint_to_a_driver() -> tuple[float, str]:
+    """Seconds from SIGINT to a driver process (after its first checkpoint) until the driver and
+    every rank process are gone."""
+    store = Store.create(tempfile.mkdtemp(prefix="sparkdl-faults-sigint-"))
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER.format(store=store.url)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoints = store.checkpoint_dir("interrupted")
+    deadline = time.monotonic() + 300
+    while not (store.exists(checkpoints) and store.listdir(checkpoints)):
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            return float("nan"), "the driver never wrote a checkpoint"
+        time.sleep(0.2)
+    t0 = time.monotonic()
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    while _rank_processes() and time.monotonic() - t0 < 120:
+        time.sleep(0.1)
+    gone = "all processes gone" if not _rank_processes() else "RANKS LEFT"
+    how = "KeyboardInterrupt" if "KeyboardInterrupt" in err else f"exit {driver.returncode}"
+    return time.monotonic() - t0, f"{how}; {gone}"
+
+
+def _rank_processes() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if "sparkdl.launch.child" in " ".join(p.info["cmdline"] or [])]
 
 
 if __name__ == "__main__":
