@@ -2,10 +2,11 @@
 bad input; and time to a finished fit when a killed rank is relaunched by itself (max_retries).
 Prints one row per case: seconds from calling fit to the exception (or the end) on the driver.
 
-Run: .venv/bin/python bench/bench_faults.py
+Run: .venv/bin/python bench/bench_faults.py [--master spark://127.0.0.1:7177]
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -65,14 +66,37 @@ class _KillOnce(_Fail):
             super().on_epoch_begin(epoch, logs)
 
 
+class _LoseExecutorOnce(keras.callbacks.Callback):
+    """Rank 1 SIGKILLs the executor JVM it runs under as the 2nd epoch begins, once."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import horovod.tensorflow as hvd
+
+        if epoch != 1 or hvd.rank() != 1 or os.path.exists(self.marker):
+            return
+        open(self.marker, "w").close()
+        jvm = next(p for p in psutil.Process().parents()
+                   if "CoarseGrainedExecutorBackend" in " ".join(p.cmdline()))
+        jvm.send_signal(signal.SIGKILL)
+
+
 def _model(inputs: int = 4) -> keras.Model:
     return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(1)])
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--master", default="local[2]",
+                        help="spark://... of a standalone cluster (make cluster-up) adds the "
+                             "lost-executor row")
+    master = parser.parse_args().master
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .getOrCreate())
+    spark = (SparkSession.builder.master(master).config("spark.ui.enabled", "false")
+             .config("spark.driver.host", "127.0.0.1").getOrCreate())
     spark.sparkContext.setLogLevel("OFF")
     rows = [(float(i), float(i % 3), float(i % 5), float(i % 7), float(i % 2)) for i in range(2000)]
     df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
@@ -102,12 +126,19 @@ def main() -> None:
         ("num_proc=0", df, dict(num_proc=0)),
         ("unpicklable custom object", df, dict(custom_objects={"lock": threading.Lock()})),
     ]
+    if master.startswith("spark://"):
+        lost = os.path.join(tempfile.mkdtemp(prefix="sparkdl-faults-"), "lost")
+        cases.insert(1, ("executor JVM killed (epoch 2), recovered", df,
+                         dict(callbacks=[_LoseExecutorOnce(lost)])))
     print(f"{'fault':40s} {'seconds':>8s}  error")
     for name, frame, overrides in cases:
         t0 = time.monotonic()
         try:
-            KerasEstimator(**{**base, **overrides}).fit(frame)
-            outcome = "finished"
+            fitted = KerasEstimator(**{**base, **overrides}).fit(frame)
+            runs = fitted.getRunHistory()["epoch"]
+            intact = runs == list(range(1, len(runs) + 1))
+            outcome = (f"finished; run epochs {runs} "
+                       f"({'none lost or repeated' if intact else 'EPOCHS LOST OR REPEATED'})")
         except Exception as exc:  # the error is the measurement
             outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
         print(f"{name:40s} {time.monotonic() - t0:8.2f}  {outcome}", flush=True)

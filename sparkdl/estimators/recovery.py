@@ -36,6 +36,8 @@ def with_retries(launch: Callable[[], T], max_retries: int, epoch: Callable[[], 
             repeated = signature == previous
             previous = signature
             if repeated or len(causes) > max_retries:
+                if len(causes) == 1:
+                    raise  # retries are off: the failure as it came
                 why = ("the same failure repeated" if repeated
                        else f"max_retries={max_retries} retries used")
                 raise _final(err, f"fit failed after {len(causes)} attempt(s) ({why}):\n  "

@@ -167,7 +167,8 @@ class _BarrierJob:
                  description: str, stall_timeout: float | None) -> None:
         self.sc = sc
         self.description, self.stall_timeout = description, stall_timeout
-        self.last_beats: dict[int, float] = {}  # of ranks that failed by stalling
+        # of ranks that failed by stalling: (progress of their last beat, its time)
+        self.stalls: dict[int, tuple[tuple[int, ...], float]] = {}
         self.num_proc = num_proc
         self.payload = payload
         self.env = env
@@ -251,7 +252,8 @@ class _BarrierJob:
         elif kind == "failed":
             self.failures.setdefault(rank, str(msg.get("message", "")))
             if msg.get("last_beat") is not None:
-                self.last_beats.setdefault(rank, float(msg["last_beat"]))
+                progress = tuple(msg.get("progress") or (-1,))  # none yet: least far along
+                self.stalls.setdefault(rank, (progress, float(msg["last_beat"])))
         elif kind == "message" and on_message is not None:
             try:
                 on_message(rank, msg.get("payload"))
@@ -269,13 +271,14 @@ class _BarrierJob:
 
     def _rank_error(self) -> RankFailedError:
         """The root-cause failure: a rank that did not fail only because a peer went away; of
-        ranks that stalled, the one whose progress stopped first (its peers then wait on it)."""
+        ranks that stalled, the one least far along (its peers then wait on it in a
+        collective), then the one whose beats stopped first."""
         ranks = sorted(self.failures)
         primary = [r for r in ranks
                    if not any(s in self.failures[r].lower() for s in _SECONDARY)]
         rank = (primary or ranks)[0]
-        if self.last_beats and (rank in self.last_beats or not primary):
-            rank = min(self.last_beats, key=self.last_beats.__getitem__)
+        if self.stalls and (rank in self.stalls or not primary):
+            rank = min(self.stalls, key=self.stalls.__getitem__)
         others = [r for r in ranks if r != rank]
         also = f"\n(ranks {others} failed after it)" if others else ""
         return RankFailedError(rank, self.failures[rank] + also)

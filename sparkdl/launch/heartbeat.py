@@ -5,25 +5,43 @@ A beat touches a file the task watches: no network, no thread.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Sequence
 
 HEARTBEAT_ENV = "SPARKDL_HEARTBEAT_FILE"
 _MIN_INTERVAL_S = 1.0
 _last = 0.0
 
 
-def heartbeat(force: bool = False) -> None:
+def heartbeat(force: bool = False, progress: Sequence[int] | None = None) -> None:
     """Tell the watching task this rank is making progress; call it from any loop that should
     never stop for long (training calls it every batch). At most one beat a second unless
-    `force`. Does nothing outside `sparkdl.run`."""
+    `force` or `progress` is given. `progress` (e.g. (epoch, phase)) is recorded with the beat:
+    when several ranks stall, the one least far along is named. Does nothing outside
+    `sparkdl.run`."""
     global _last
     path = os.environ.get(HEARTBEAT_ENV)
     now = time.monotonic()
-    if not path or (not force and now - _last < _MIN_INTERVAL_S):
+    if not path or (not force and progress is None and now - _last < _MIN_INTERVAL_S):
         return
     _last = now
     try:
-        os.utime(path)
+        if progress is None:
+            os.utime(path)
+        else:
+            with open(path, "w") as f:
+                json.dump(list(progress), f)
     except OSError:
         pass  # the task's workdir is gone: the task is ending this rank anyway
+
+
+def read_progress(path: str) -> list[int] | None:
+    """The progress last recorded in a heartbeat file, or None."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None

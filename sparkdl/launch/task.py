@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from sparkdl.launch.channel import CHANNEL_ENV, RANK_ENV, SECRET_ENV, ChannelClient
-from sparkdl.launch.heartbeat import HEARTBEAT_ENV
+from sparkdl.launch.heartbeat import HEARTBEAT_ENV, read_progress
 from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, rendezvous_secret, slot_plan
 
 TAIL_LINES = 40
@@ -41,9 +41,10 @@ class TaskSpec:
 class RankStalledError(RuntimeError):
     """A rank stopped making progress (no heartbeat within stall_timeout) and was ended."""
 
-    def __init__(self, message: str, last_beat: float) -> None:
+    def __init__(self, message: str, last_beat: float, progress: list[int] | None) -> None:
         super().__init__(message)
         self.last_beat = last_beat  # wall-clock time of its last heartbeat
+        self.progress = progress  # what its last heartbeat recorded, e.g. [epoch, phase]
 
 
 def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]], Iterator[bytes]]:
@@ -60,7 +61,8 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
         try:
             yield _run_rank(ctx, rank, hosts, payload.value, spec)
         except BaseException as exc:
-            client.send("failed", message=str(exc), last_beat=getattr(exc, "last_beat", None))
+            client.send("failed", message=str(exc), last_beat=getattr(exc, "last_beat", None),
+                        progress=getattr(exc, "progress", None))
             raise
         finally:
             client.close()
@@ -127,7 +129,7 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
         [sys.executable, "-m", "sparkdl.launch.child", payload_path, result_path],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=child_env, preexec_fn=_die_with_parent, text=True, errors="replace")
-    stalled: list[float] = []  # the last beat's time, once the watchdog has ended the child
+    stalled: list[tuple[float, Any]] = []  # (last beat, progress) once the watchdog ended it
     if stall_timeout is not None:
         threading.Thread(target=_watch_beats, args=(proc, beat_path, stall_timeout, stalled),
                          daemon=True, name=f"sparkdl-watchdog-{rank}").start()
@@ -140,7 +142,7 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
         code = proc.wait()
         if stalled:
             raise RankStalledError(describe_stall(rank, host, stall_timeout or 0.0, list(tail)),
-                                   stalled[0])
+                                   *stalled[0])
         if code != 0:
             raise RuntimeError(describe_failure(rank, host, code, list(tail)))
         with open(result_path, "rb") as f:
@@ -153,7 +155,7 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
 
 
 def _watch_beats(proc: subprocess.Popen, beat_path: str, stall_timeout: float,
-                 stalled: list[float]) -> None:
+                 stalled: list[tuple[float, Any]]) -> None:
     """Kill `proc` when its heartbeat file has not been touched for `stall_timeout` seconds."""
     while proc.poll() is None:
         try:
@@ -161,7 +163,7 @@ def _watch_beats(proc: subprocess.Popen, beat_path: str, stall_timeout: float,
         except OSError:
             return  # the workdir is gone: the rank has ended
         if time.time() - last > stall_timeout:
-            stalled.append(last)
+            stalled.append((last, read_progress(beat_path)))
             proc.kill()
             return
         time.sleep(min(1.0, stall_timeout / 4))

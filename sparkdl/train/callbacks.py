@@ -62,10 +62,11 @@ class ProgressCallback(keras.callbacks.Callback):
 
 class HeartbeatCallback(keras.callbacks.Callback):
     """Beat after training and validation batches (at most once a second) and at every epoch's
-    begin and end, so the task watching this rank knows it progresses (see `stall_timeout`).
+    begin and end, recording (epoch, phase), so the task watching this rank knows it
+    progresses (see `stall_timeout`).
 
-    Placed after the other callbacks: a rank blocked in one of them does not beat for that
-    event, while its peers (blocked in the next collective) already have."""
+    Placed after the other callbacks: a rank blocked in one of them does not record that event,
+    while its peers (then blocked in the next collective) have: it is the one named."""
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         heartbeat()
@@ -74,7 +75,7 @@ class HeartbeatCallback(keras.callbacks.Callback):
         heartbeat()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        heartbeat(force=True)
+        heartbeat(progress=(epoch, 0))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        heartbeat(force=True)
+        heartbeat(progress=(epoch, 1))
