@@ -1,12 +1,27 @@
-"""P5 inference: KerasModel.transform rows/s vs single-process model.predict x cores."""
+"""P5 inference: KerasModel.transform rows/s vs single-process model.predict x cores, and vs
+pyspark's `predict_batch_udf` on the same model, rows and batch size.
+
+    .venv/bin/python bench/bench_infer.py --rows 51200 204800 1000000   # P5 at several sizes
+"""
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
 from typing import Any
 
-from common import PeakMemory, Row, local_task, median, runs
+from common import (
+    PeakMemory,
+    Row,
+    features_df,
+    format_table,
+    local_task,
+    make_dataset,
+    median,
+    mlp,
+    runs,
+)
 
 
 def p5_inference(df: Any, npz: str, keras_model: Any, *, repeat: int, rows: int) -> Row:
@@ -40,3 +55,88 @@ def p5_inference(df: Any, npz: str, keras_model: Any, *, repeat: int, rows: int)
                    f"worker {mem.peaks.get('python worker', 0):,.0f}, JVM "
                    f"{mem.peaks.get('jvm', 0):,.0f}"),
                data={"seconds": seconds, "predict": out})
+
+
+def p5_predict_batch_udf(df: Any, keras_model: Any, *, repeat: int, rows: int) -> Row:
+    """`predict_batch_udf` as its documentation writes it (the model loaded once per Python
+    worker, `model.predict` per batch) against transform, both forced with a noop write after a
+    warm-up, alternating runs."""
+    from pyspark.ml.functions import predict_batch_udf, vector_to_array
+    from pyspark.sql import types as T
+
+    from sparkdl.estimators.transform import inference_batch_size
+
+    batch_size = inference_batch_size(keras_model.getBatchSize())
+    with tempfile.TemporaryDirectory(prefix="bench_p5_udf_") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        keras_model.getModel().save(path)
+        dim = keras_model.getModel().input_shape[-1]
+
+        def make_predict_fn() -> Any:
+            import keras
+
+            model = keras.saving.load_model(path, compile=False)
+
+            def predict(inputs: Any) -> Any:
+                return model.predict(inputs, batch_size=batch_size, verbose=0)
+
+            return predict
+
+        udf = predict_batch_udf(make_predict_fn, return_type=T.FloatType(),
+                                batch_size=batch_size, input_tensor_shapes=[[dim]])
+        peer = df.withColumn("label__output", udf(vector_to_array("features", "float32")))
+
+        def timed_write(frame: Any) -> float:
+            start = time.perf_counter()
+            frame.write.format("noop").mode("overwrite").save()
+            return time.perf_counter() - start
+
+        ours_df = keras_model.transform(df)
+        timed_write(peer), timed_write(ours_df)  # warm-up: workers started, models loaded
+        seconds: dict[str, list[float]] = {"ours": [], "udf": []}
+        for _ in range(repeat):
+            seconds["udf"].append(timed_write(peer))
+            seconds["ours"].append(timed_write(ours_df))
+    ours, udf_rate = rows / median(seconds["ours"]), rows / median(seconds["udf"])
+    return Row(f"P5 transform / predict_batch_udf ({rows:,} rows)", ours=f"{ours:,.0f} rows/s",
+               limit=f"{udf_rate:,.0f} rows/s", ratio=ours / udf_rate, target=">= 1.0",
+               note=(f"batch {batch_size}; runs {runs(seconds['ours'])} s vs udf "
+                     f"{runs(seconds['udf'])} s"), data=seconds)
+
+
+def main() -> None:
+    """P5 and the predict_batch_udf comparison at each of --rows, one fitted model."""
+    import keras
+    from pyspark.sql import SparkSession
+
+    from sparkdl import KerasEstimator, Store
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[51_200, 204_800, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.driver.memory", "6g").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    table = []
+    with tempfile.TemporaryDirectory(prefix="bench_p5_sizes_") as tmp:
+        fitted = None
+        for rows in args.rows:
+            npz, parquet = make_dataset(os.path.join(tmp, str(rows)), rows, 64)
+            df = features_df(spark, parquet)
+            if fitted is None:  # one epoch of the P4 model: inference speed needs no accuracy
+                fitted = KerasEstimator(
+                    model=mlp(64, [512, 512]), optimizer=keras.optimizers.Adam(1e-3),
+                    loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
+                    store=Store.create(os.path.join(tmp, "store")), num_proc=1, batch_size=256,
+                    epochs=1, verbose=0).fit(df)
+            table.append(p5_inference(df, npz, fitted, repeat=args.repeat, rows=rows))
+            table.append(p5_predict_batch_udf(df, fitted, repeat=args.repeat, rows=rows))
+            df.unpersist()
+    spark.stop()
+    print(format_table(table))
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,9 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="sparkdl-bench-tracking-")
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    # artifacts under tmp too: a sqlite store's default experiment puts them in ./mlruns
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        "bench-tracking", artifact_location=os.path.join(tmp, "artifacts")))
     spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false") \
         .getOrCreate()
     _, parquet = make_dataset(os.path.join(tmp, "data"), args.rows, args.dim)

@@ -15,6 +15,10 @@
 #   SPARKDL_WORKERS           number of workers                 (default: 2)
 #   SPARKDL_WORKER_CORES      cores per worker                  (default: 1)
 #   SPARKDL_WORKER_MEMORY     executor memory per worker        (default: 2g)
+#   SPARKDL_WORKER_GPUS       GPUs each worker offers           (default: 0). Each worker gets a
+#                             generated discovery script reporting addresses distinct across
+#                             workers (worker 1: 0..N-1, worker 2: N..2N-1), as if each were its
+#                             own host; the devices need not exist (Spark's own tests do this)
 #   SPARKDL_CLUSTER_TIMEOUT   seconds `up` waits for the workers (default: 60)
 set -euo pipefail
 
@@ -28,6 +32,7 @@ WORKER_UI_PORT=${SPARKDL_WORKER_UI_PORT:-0}
 WORKERS=${SPARKDL_WORKERS:-2}
 WORKER_CORES=${SPARKDL_WORKER_CORES:-1}
 WORKER_MEMORY=${SPARKDL_WORKER_MEMORY:-2g}
+WORKER_GPUS=${SPARKDL_WORKER_GPUS:-0}
 UP_TIMEOUT=${SPARKDL_CLUSTER_TIMEOUT:-60}
 STOP_TIMEOUT=15
 # Every daemon JVM carries this in its command line, so leftovers are easy to find (ps, tests).
@@ -104,6 +109,18 @@ start_daemon() {  # start daemon $1 running `spark-class $2...` in its own sessi
   die "$name did not start; see $STATE/logs/$name.log"
 }
 
+gpu_properties() {  # worker $1's properties file offering WORKER_GPUS addresses; its path
+  local i=$1 script="$STATE/conf/gpus-worker-$1.sh" file="$STATE/conf/worker-$1.properties"
+  local first=$(((i - 1) * WORKER_GPUS)) addresses="" a
+  for ((a = first; a < first + WORKER_GPUS; a++)); do addresses+="${addresses:+,}\"$a\""; done
+  printf '#!/usr/bin/env bash\necho '"'"'{"name": "gpu", "addresses": [%s]}'"'"'\n' \
+    "$addresses" > "$script"
+  chmod +x "$script"
+  printf 'spark.worker.resource.gpu.amount %s\nspark.worker.resource.gpu.discoveryScript %s\n' \
+    "$WORKER_GPUS" "$script" > "$file"
+  echo "$file"
+}
+
 show_logs() {
   local name
   for name in $(daemons); do
@@ -146,16 +163,18 @@ cmd_up() {
   export PYSPARK_DRIVER_PYTHON=$PYTHON
 
   trap 'cmd_down > /dev/null; exit 130' INT TERM  # interrupted: leave nothing half-started
-  local url="spark://$HOST:$MASTER_PORT" i ui
+  local url="spark://$HOST:$MASTER_PORT" i ui gpus
   start_daemon master org.apache.spark.deploy.master.Master \
     --host "$HOST" --port "$MASTER_PORT" --webui-port "$MASTER_UI_PORT"
   for ((i = 1; i <= WORKERS; i++)); do
     ui=0
     [ "$WORKER_UI_PORT" = 0 ] || ui=$((WORKER_UI_PORT + i - 1))
     mkdir -p "$STATE/worker-$i"
+    gpus=()
+    [ "$WORKER_GPUS" = 0 ] || gpus=(--properties-file "$(gpu_properties "$i")")
     start_daemon "worker-$i" org.apache.spark.deploy.worker.Worker \
       --host "$HOST" --cores "$WORKER_CORES" --memory "$WORKER_MEMORY" --webui-port "$ui" \
-      --work-dir "$STATE/worker-$i" "$url"
+      --work-dir "$STATE/worker-$i" "${gpus[@]}" "$url"
   done
 
   local deadline=$((SECONDS + UP_TIMEOUT)) alive=0 name

@@ -70,7 +70,8 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                  run_id: Any = None, num_proc: Any = None, verbose: Any = None,
                  output_cols: Any = None, cache_key: Any = None,
                  jit_compile: Any = None, stall_timeout: Any = None,
-                 max_retries: Any = None, log_to_mlflow: Any = None) -> None:
+                 max_retries: Any = None, log_to_mlflow: Any = None,
+                 use_gpu: Any = None) -> None:
         super().__init__()
         self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -82,10 +83,12 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
     def _fit(self, df: DataFrame) -> KerasModel:
         from sparkdl.data.materialize import input_files, materialize
-        from sparkdl.launch.driver import available_slots, check_num_proc, job_description
+        from sparkdl.launch.driver import job_description
+        from sparkdl.launch.slots import available_slots, check_gpus, check_num_proc
 
         plan = _FitPlan(self, df)
         sc = df.sparkSession.sparkContext
+        check_gpus(sc, self.getUseGpu())
         num_proc = check_num_proc(self.getNumProc(), available_slots(sc, self.getNumProc()))
         with job_description(sc, f"sparkdl fit {plan.run_id}: materialise"):
             meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
@@ -125,7 +128,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
     def _train(self, plan: _FitPlan, meta: Any, num_proc: int, run_id: str,
                sc: Any) -> KerasModel:
         from sparkdl.launch import run
-        from sparkdl.launch.driver import wait_for_slots
+        from sparkdl.launch.slots import wait_for_slots
         from sparkdl.train.keras_worker import train_keras
 
         log.info("training run %s on %d rank(s): %d train / %d validation rows", run_id,
@@ -145,7 +148,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         def launch() -> list[Any]:
             return run(train_keras, num_proc=num_proc, args=(spec,), on_message=on_message,
                        description=f"sparkdl fit {run_id}: train on {num_proc} ranks",
-                       stall_timeout=self.getStallTimeout())
+                       stall_timeout=self.getStallTimeout(), use_gpu=self.getUseGpu())
 
         def epoch_in_progress() -> int:
             return reporter.epochs[-1]["epoch"] + 1 if reporter.epochs else 1
@@ -342,10 +345,14 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return self._model_bytes
 
     def _transform(self, df: DataFrame) -> DataFrame:
-        broadcast, key = self._shipped_model(df.sparkSession.sparkContext)
+        from sparkdl.launch.slots import check_gpus
+
+        sc = df.sparkSession.sparkContext
+        check_gpus(sc, self.getUseGpu())
+        broadcast, key = self._shipped_model(sc)
         return predict_dataframe(df, broadcast, key, self.getModel(), self.getFeatureCols(),
                                  self.resolved_output_cols(), self.getBatchSize(),
-                                 self._custom_objects)
+                                 self._custom_objects, self.getUseGpu())
 
     def mlflow_model_parts(self, meta: Any, store: Any) -> tuple[Any, ...]:
         """What `MlflowRun.finish` logs: the Keras model, its column mapping (as transform),

@@ -65,11 +65,14 @@ class ColumnParams(Params):
                         TypeConverters.toInt)
     custom_objects = _param("custom_objects", "dict of custom Keras objects needed to load the "
                             "model (layers, losses, metrics)")
+    use_gpu = _param("use_gpu", "train and predict on the tasks' Spark-scheduled GPUs: None "
+                     "(default) when Spark assigns tasks GPUs, True requires them, False never",
+                     _optional_bool)
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(feature_cols=None, label_cols=None, output_cols=None, batch_size=32,
-                         custom_objects={})
+                         custom_objects={}, use_gpu=None)
 
     def resolved_output_cols(self) -> list[str]:
         """output_cols, or '<label>__output' for each label column."""

@@ -21,10 +21,11 @@ MIN_INFERENCE_BATCH = 512  # rows per forward pass: a training batch size is too
 
 def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: Any,
                       feature_cols: Sequence[str], output_cols: Sequence[str], batch_size: int,
-                      custom_objects: dict[str, Any]) -> DataFrame:
+                      custom_objects: dict[str, Any], use_gpu: bool | None = None) -> DataFrame:
     """`df` with one prediction column per model output appended; input columns kept as they are.
 
-    `model_bytes` is a Broadcast of the `.keras` bytes, `model_key` their digest."""
+    `model_bytes` is a Broadcast of the `.keras` bytes, `model_key` their digest; each task
+    predicts on its Spark-scheduled GPU unless `use_gpu` is False."""
     signature = model_signature(model)
     check.check_columns("feature_cols", feature_cols, df.columns, len(signature.input_shapes),
                         "input")
@@ -43,7 +44,7 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
                        input_cols=[_TMP.format(i) for i in range(len(feature_cols))],
                        input_shapes=signature.input_shapes,
                        output_cols=list(output_cols), scalar_outputs=scalar,
-                       batch_size=inference_batch_size(batch_size))
+                       batch_size=inference_batch_size(batch_size), use_gpu=use_gpu)
     schema = T.StructType(df.schema.fields + [
         T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
         for c, s in zip(output_cols, scalar, strict=True)])

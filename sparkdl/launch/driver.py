@@ -21,13 +21,12 @@ import cloudpickle
 
 from sparkdl.launch.channel import DriverChannel
 from sparkdl.launch.errors import LaunchError, RankFailedError
+from sparkdl.launch.slots import available_slots, check_gpus, check_num_proc
 from sparkdl.launch.task import TaskSpec, make_barrier_task
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
-_CLUSTER_SLOT_WAIT_S = 30.0  # executors of a just-started cluster may still be registering
-_SLOTS_STABLE_S = 5.0  # ...but once their count holds this long, no more are coming
 _FAILURE_SETTLE_S = 2.0  # after a failure, how long to wait for the other ranks' reports
 _CANCEL_WAIT_S = 60.0
 # Messages of ranks that failed only because another rank went away first.
@@ -39,16 +38,19 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
         kwargs: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
         start_timeout: float = 120.0, timeout: float | None = None,
         on_message: Callable[[int, Any], None] | None = None,
-        description: str | None = None, stall_timeout: float | None = None) -> list[Any]:
+        description: str | None = None, stall_timeout: float | None = None,
+        use_gpu: bool | None = None) -> list[Any]:
     """Run `fn(*args, **kwargs)` on `num_proc` Horovod ranks in one Spark barrier stage.
 
     Returns fn's return values ordered by rank. `on_message(rank, payload)` receives what ranks
     send with `sparkdl.launch.report` while the job runs. `start_timeout` bounds the wait for
     all ranks to start, `timeout` (None: no limit) the whole job. `description` names the job
     in the Spark UI. A rank whose `sparkdl.launch.heartbeat()` calls stop for `stall_timeout`
-    seconds (None: never checked) is ended and the job fails naming it.
+    seconds (None: never checked) is ended and the job fails naming it. Each rank sees exactly
+    its task's Spark-scheduled GPUs; `use_gpu` True requires them, False hides every GPU.
     """
     sc = _active_context()
+    check_gpus(sc, use_gpu)
     num_proc = check_num_proc(num_proc, available_slots(sc, num_proc, start_timeout))
     payload = dumps_by_value((fn, tuple(args), dict(kwargs or {})))
     env = {str(k): str(v) for k, v in (env or {}).items()}
@@ -56,7 +58,7 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
         raise ValueError(f"stall_timeout {stall_timeout!r} is invalid; expected None or a "
                          "number of seconds > 0")
     description = description or f"sparkdl: {num_proc} Horovod ranks"
-    job = _BarrierJob(sc, num_proc, payload, env, description, stall_timeout)
+    job = _BarrierJob(sc, num_proc, payload, env, description, stall_timeout, use_gpu)
     return job.run(start_timeout, timeout, on_message)
 
 
@@ -81,52 +83,6 @@ def _active_context() -> Any:
         raise LaunchError("sparkdl needs an active SparkSession; create one first "
                           "(SparkSession.builder.getOrCreate())")
     return sc
-
-
-def available_slots(sc: Any, wanted: int | None, start_timeout: float = 120.0) -> int:
-    """Task slots of the cluster (executors x cores / spark.task.cpus); on a non-local master,
-    waits a bounded time for executors still registering."""
-    jsc = sc._jsc.sc()
-    profile = jsc.resourceProfileManager().defaultResourceProfile()
-    slots = int(jsc.maxNumConcurrentTasks(profile))
-    if sc.master.startswith("local"):
-        return slots
-    deadline = time.monotonic() + min(_CLUSTER_SLOT_WAIT_S, start_timeout)
-    stable_since = time.monotonic()
-    while slots < (wanted or 1) and time.monotonic() < deadline:
-        if slots > 0 and time.monotonic() - stable_since > _SLOTS_STABLE_S:
-            break  # executors stopped arriving: this is the cluster's size
-        time.sleep(0.5)
-        now = int(jsc.maxNumConcurrentTasks(profile))
-        if now != slots:
-            slots, stable_since = now, time.monotonic()
-    return slots
-
-
-def wait_for_slots(sc: Any, wanted: int, timeout: float) -> int:
-    """Task slots, waiting up to `timeout` seconds for `wanted` of them: after a lost executor,
-    until the cluster manager's replacement has registered."""
-    jsc = sc._jsc.sc()
-    profile = jsc.resourceProfileManager().defaultResourceProfile()
-    deadline = time.monotonic() + timeout
-    while (slots := int(jsc.maxNumConcurrentTasks(profile))) < wanted \
-            and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return slots
-
-
-def check_num_proc(num_proc: int | None, slots: int) -> int:
-    """num_proc, defaulting to the slot count; an error naming both when it cannot run."""
-    if num_proc is None:
-        num_proc = slots
-    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
-        raise ValueError(f"num_proc must be a positive integer; got {num_proc!r}")
-    if num_proc > slots:
-        raise ValueError(
-            f"num_proc={num_proc} but the cluster has only {slots} task slots (executor cores / "
-            "spark.task.cpus); a barrier stage needs all its tasks running at once. "
-            "Lower num_proc or add executors.")
-    return num_proc
 
 
 _by_value_lock = threading.Lock()
@@ -164,9 +120,9 @@ class _BarrierJob:
     """One barrier stage, watched from the driver through the job's message channel."""
 
     def __init__(self, sc: Any, num_proc: int, payload: bytes, env: dict[str, str],
-                 description: str, stall_timeout: float | None) -> None:
+                 description: str, stall_timeout: float | None, use_gpu: bool | None) -> None:
         self.sc = sc
-        self.description, self.stall_timeout = description, stall_timeout
+        self.description, self.stall_timeout, self.use_gpu = description, stall_timeout, use_gpu
         # of ranks that failed by stalling: (progress of their last beat, its time)
         self.stalls: dict[int, tuple[tuple[int, ...], float]] = {}
         self.num_proc = num_proc
@@ -184,7 +140,7 @@ class _BarrierJob:
         try:
             with DriverChannel(advertise_host=host) as channel:
                 spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env,
-                                stall_timeout=self.stall_timeout)
+                                stall_timeout=self.stall_timeout, use_gpu=self.use_gpu)
                 thread = threading.Thread(target=self._submit, args=(broadcast, spec),
                                           daemon=True, name=self.group)
                 thread.start()

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from sparkdl.launch.channel import CHANNEL_ENV, RANK_ENV, SECRET_ENV, ChannelClient
+from sparkdl.launch.gpus import rank_env, task_gpus
 from sparkdl.launch.heartbeat import HEARTBEAT_ENV, read_progress
 from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, rendezvous_secret, slot_plan
 
@@ -36,6 +37,7 @@ class TaskSpec:
     secret: str
     env: dict[str, str] = field(default_factory=dict)
     stall_timeout: float | None = None  # end a rank whose heartbeats stop for this long
+    use_gpu: bool | None = None  # None: the task's GPUs when Spark assigns some
 
 
 class RankStalledError(RuntimeError):
@@ -72,10 +74,8 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
 
 def _run_rank(ctx: Any, rank: int, hosts: list[str], payload: bytes, spec: TaskSpec) -> bytes:
     plan = slot_plan(hosts)
-    gpus = ctx.resources().get("gpu")
-    extra = {**spec.env, CHANNEL_ENV: spec.channel, SECRET_ENV: spec.secret, RANK_ENV: str(rank)}
-    if gpus is not None:
-        extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
+    extra = {**rank_env(task_gpus(ctx), spec.use_gpu), **spec.env, CHANNEL_ENV: spec.channel,
+             SECRET_ENV: spec.secret, RANK_ENV: str(rank)}
     secret = rendezvous_secret(spec.secret)
     if rank == 0:
         with JobRendezvous(plan, secret) as rendezvous:

@@ -5,6 +5,8 @@ read from Arrow buffers without per-row Python work.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,6 +15,8 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import pyarrow as pa
+
+from sparkdl.launch.gpus import GROWTH_ENV, VISIBLE_ENV, inference_device, task_gpus
 
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -28,6 +32,7 @@ class PredictSpec:
     output_cols: Sequence[str]
     scalar_outputs: Sequence[bool]  # one value per row (float column) or an array column
     batch_size: int
+    use_gpu: bool | None = None  # None: the task's Spark-scheduled GPU when it has one
 
 
 def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
@@ -43,9 +48,25 @@ def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
     return predict
 
 
+def _task_device(use_gpu: bool | None) -> str | None:
+    """The running task's TensorFlow device: its Spark-scheduled GPU, the CPU, or None."""
+    from pyspark import TaskContext
+
+    addresses = task_gpus(TaskContext.get())
+    if not addresses and use_gpu is not False:
+        return None  # no import of TensorFlow's GPU list needed: default placement
+    import tensorflow as tf
+
+    return inference_device(addresses, use_gpu, len(tf.config.list_physical_devices("GPU")),
+                            os.environ.get(VISIBLE_ENV))
+
+
 def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
-    """The model's compiled forward pass, built once per Python worker and model."""
-    key = spec.model_key
+    """The model's compiled forward pass on the task's device, built once per Python worker,
+    model and device."""
+    os.environ.setdefault(GROWTH_ENV, "true")  # workers sharing a GPU never take all its memory
+    device = _task_device(spec.use_gpu)
+    key = (spec.model_key, device)
     with _lock:
         if key not in _models:
             import tensorflow as tf
@@ -57,16 +78,24 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
                 pass  # TensorFlow already initialised in this worker
             from sparkdl.train.serialize import model_from_bytes
 
-            model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
-                                     compile=False)
-            _models.clear()  # one model per worker: a new fit's model replaces the old
-            _models[key] = forward_fn(model, spec.input_shapes)
+            with _on(device):
+                model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
+                                         compile=False)
+            for old in [k for k in _models if k[0] != spec.model_key]:
+                del _models[old]  # a new fit's model replaces the old
+            _models[key] = forward_fn(model, spec.input_shapes, device)
         return _models[key]
 
 
-def forward_fn(model: Any, input_shapes: Sequence[tuple]) -> Any:
+def _on(device: str | None) -> Any:
+    import tensorflow as tf
+
+    return tf.device(device) if device else contextlib.nullcontext()
+
+
+def forward_fn(model: Any, input_shapes: Sequence[tuple], device: str | None = None) -> Any:
     """The model's forward pass traced once as a tf.function over float32 inputs of
-    `input_shapes`; returns the flat list of outputs."""
+    `input_shapes`, on `device` (None: TensorFlow's placement); returns the flat outputs."""
     import keras
     import tensorflow as tf
 
@@ -76,7 +105,8 @@ def forward_fn(model: Any, input_shapes: Sequence[tuple]) -> Any:
     # which costs more than the forward pass of a small model.
     @tf.function(input_signature=signature)
     def forward(*inputs: Any) -> list[Any]:
-        out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        with _on(device):
+            out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
         return keras.tree.flatten(out)
 
     return forward

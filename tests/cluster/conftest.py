@@ -1,5 +1,9 @@
 """A real Spark standalone cluster (master + two 1-core workers on 127.0.0.1) for the session.
 
+Each worker offers one GPU through a discovery script reporting a fake address (worker 1: "0",
+worker 2: "1"), as Spark's own tests do: applications that ask for GPUs get them scheduled,
+the others are unaffected.
+
 `standalone_cluster` starts it with scripts/cluster.sh on free ports in a fresh state dir,
 `submit()`s example scripts to it with spark-submit, and on teardown stops it and asserts that no
 process it started (daemons, executors, their Python workers and ranks) is left.
@@ -190,6 +194,7 @@ def standalone_cluster(tmp_path_factory) -> Iterator[StandaloneCluster]:
         "SPARKDL_MASTER_UI_PORT": str(ui_port),
         "SPARKDL_WORKER_UI_PORT": "0",
         "SPARKDL_WORKERS": str(WORKERS),
+        "SPARKDL_WORKER_GPUS": "1",
         "SPARKDL_CLUSTER_TIMEOUT": str(UP_TIMEOUT_S),
     }
     started = time.monotonic()

@@ -26,8 +26,8 @@ def test_num_proc_over_the_slots_fails_fast_naming_them(standalone_cluster):
     # spark-submit hands the Python driver's stderr (the traceback) to its own stdout
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "ValueError: num_proc=3 but the cluster has only 2 task slots" in output, \
-        output[-3000:]
+    assert ("ValueError: num_proc=3 but the cluster can run only 2 tasks at once: 2 CPU task "
+            "slots") in output, output[-3000:]
     assert elapsed < 60, f"took {elapsed:.0f}s to fail"
     assert "allreduce_sum" not in output
 
