@@ -136,7 +136,7 @@ def data_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str) ->
 def model_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str
                  ) -> tuple[list[Row], dict[str, Any]]:
     """P3-P6 on generated data; returns the rows and the peer's task spec (same data, models)."""
-    from bench_infer import p5_inference
+    from bench_infer import p5_inference, p5_predict_batch_udf
     from bench_train import p3_fit_overhead, p4_training, p6_scaling
 
     npz, parquet = make_dataset(os.path.join(tmp, "p4"), size["rows"], DIM, seed=0)
@@ -164,6 +164,7 @@ def model_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str
     if "p5" in stages:
         _progress(f"P5: transform {size['rows']:,} rows")
         rows.append(p5_inference(df, npz, fitted, repeat=repeat, rows=size["rows"]))
+        rows.append(p5_predict_batch_udf(df, fitted, repeat=repeat, rows=size["rows"]))
     if "p6" in stages:
         _progress(f"P6: scaling, num_proc=2 vs 1, {epochs} epochs")
         rows += p6_scaling(df, npz, cpu_bound, repeat=repeat, epochs=epochs, batch_size=BATCH,
@@ -209,7 +210,7 @@ def add_peer(rows: list[Row], peer: dict[str, Any]) -> None:
             row.peer = cell("p4", lambda r: f"{_samples(r) / _in_fit(r):,.0f} samples/s")
         elif row.stage.startswith("P4 training, end"):
             row.peer = cell("p4", lambda r: f"{_samples(r) / _wall(r):,.0f} samples/s")
-        elif key == "P5":
+        elif row.stage.startswith("P5 inference"):
             row.peer = cell("transform", lambda r: (
                 f"{r['rows'] / median(r['seconds']):,.0f} rows/s ({r['rows']:,} rows)"))
     errors = {k: v for k, v in peer.items() if isinstance(v, dict) and "error" in v}

@@ -1,4 +1,4 @@
-"""Driver side of KerasModel.transform: typed input columns, a mapInArrow over the executors."""
+"""Driver side of KerasModel.transform: typed input columns into a pandas UDF on the executors."""
 from __future__ import annotations
 
 import math
@@ -8,14 +8,16 @@ from typing import Any
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.functions import pandas_udf
 
 from sparkdl.estimators import validation as check
 from sparkdl.launch.driver import dumps_by_value
 from sparkdl.train.predict import PredictSpec, make_predict_fn
 from sparkdl.train.signature import model_signature
 
-_TMP = "__sparkdl_input_{}"
+_OUT = "__sparkdl_outputs"
 MIN_INFERENCE_BATCH = 512  # rows per forward pass: a training batch size is too small to be fast
 
 
@@ -36,20 +38,19 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     if clash:
         raise ValueError(f"output column {clash[0]!r} already exists in the DataFrame; expected "
                          "new names (set output_cols)")
-    prepared = df
-    for i, col in enumerate(feature_cols):
-        prepared = prepared.withColumn(_TMP.format(i), _as_float32(df, col))
     scalar = scalar_outputs(signature)
-    spec = PredictSpec(model_key=model_key,
-                       input_cols=[_TMP.format(i) for i in range(len(feature_cols))],
-                       input_shapes=signature.input_shapes,
-                       output_cols=list(output_cols), scalar_outputs=scalar,
-                       batch_size=inference_batch_size(batch_size), use_gpu=use_gpu)
-    schema = T.StructType(df.schema.fields + [
-        T.StructField(c, T.FloatType() if s else T.ArrayType(T.FloatType(), False))
-        for c, s in zip(output_cols, scalar, strict=True)])
-    fn = make_predict_fn(spec, model_bytes, dumps_by_value(custom_objects))
-    return prepared.mapInArrow(fn, schema)
+    spec = PredictSpec(model_key=model_key, input_shapes=signature.input_shapes,
+                       scalar_outputs=scalar, batch_size=inference_batch_size(batch_size),
+                       use_gpu=use_gpu)
+    struct = T.StructType([
+        T.StructField(f"_{j}", T.FloatType() if s else T.ArrayType(T.FloatType()))
+        for j, s in enumerate(scalar)])
+    udf = pandas_udf(make_predict_fn(spec, model_bytes, dumps_by_value(custom_objects)), struct)
+    inputs = F.struct(*[_as_float32(df, col).alias(f"_{i}") for i, col in enumerate(feature_cols)])
+    # one struct column, then its fields: the UDF runs once per row whatever the outputs
+    out = df.withColumn(_OUT, udf(inputs))
+    return out.select(*[df[c] for c in df.columns],
+                      *[out[_OUT][f"_{j}"].alias(c) for j, c in enumerate(output_cols)])
 
 
 def scalar_outputs(signature: Any) -> list[bool]:
@@ -64,8 +65,6 @@ def inference_batch_size(batch_size: int) -> int:
 
 def _as_float32(df: DataFrame, col: str) -> Any:
     """A float32 array (vectors, arrays, nested arrays flattened) or float32 scalar column."""
-    from pyspark.sql import functions as F
-
     data_type = df.schema[col].dataType
     if isinstance(data_type, VectorUDT):
         return vector_to_array(df[col], "float32")

@@ -1,7 +1,7 @@
-"""Batch inference on executors: Arrow record batches in, the same batches plus outputs out.
+"""Batch inference on executors: a scalar-iterator pandas UDF, model inputs in, outputs out.
 
-Used through `DataFrame.mapInArrow`; the model is loaded once per Python worker and features are
-read from Arrow buffers without per-row Python work.
+Only the model's input columns reach Python and only its outputs come back (the rest of each row
+stays in the JVM); the model is loaded once per Python worker and device.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
-import pyarrow as pa
+import pandas as pd
 
 from sparkdl.launch.gpus import GROWTH_ENV, VISIBLE_ENV, inference_device, task_gpus
 
@@ -27,20 +27,20 @@ class PredictSpec:
     """What the inference function needs; the model bytes travel as a Spark broadcast."""
 
     model_key: str  # digest of the model bytes: the per-worker cache key
-    input_cols: Sequence[str]  # float32 array or scalar columns, one per model input
     input_shapes: Sequence[tuple]  # per-row shapes the model expects (None for free dims)
-    output_cols: Sequence[str]
     scalar_outputs: Sequence[bool]  # one value per row (float column) or an array column
     batch_size: int
     use_gpu: bool | None = None  # None: the task's Spark-scheduled GPU when it has one
 
 
 def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
-                    ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The mapInArrow function; `model_bytes` is a Broadcast of the `.keras` bytes and
-    `custom_objects` the pickled dict of custom Keras objects."""
+                    ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The pandas UDF's function: batches of the inputs (a struct, one field per model input:
+    float32 arrays or scalars) to batches of the outputs (a struct, one field per output).
+    `model_bytes` is a Broadcast of the `.keras` bytes, `custom_objects` the pickled dict of
+    custom Keras objects."""
 
-    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         forward = _load(spec, model_bytes, custom_objects)
         for batch in batches:
             yield _predict_batch(forward, spec, batch)
@@ -122,38 +122,30 @@ def predict_arrays(forward: Any, inputs: Sequence[np.ndarray], batch_size: int
     return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
 
-def _column_array(column: pa.Array, shape: tuple) -> np.ndarray:
-    n = len(column)
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        values = column.flatten().to_numpy(zero_copy_only=False)
-    else:
-        values = column.to_numpy(zero_copy_only=False)
+def _column_array(column: pd.Series, shape: tuple) -> np.ndarray:
+    """The column as one float32 array of (rows, *shape); array cells arrive as one ndarray
+    each and are joined in one copy."""
+    values = column.to_numpy()
+    if values.dtype == object:
+        values = np.concatenate(values) if len(values) else np.zeros(0, np.float32)
     dims = [-1 if d is None else d for d in shape]
-    return np.asarray(values, dtype=np.float32).reshape(n, *dims)
+    return np.asarray(values, dtype=np.float32).reshape(len(column), *dims)
 
 
-def _predict_batch(forward: Any, spec: PredictSpec, batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The batch's own columns (less the prepared inputs, which need not go back to the JVM)
-    plus one column per model output."""
-    n = batch.num_rows
-    kept = [i for i, name in enumerate(batch.schema.names) if name not in spec.input_cols]
-    columns = [batch.column(i) for i in kept]
-    names = [batch.schema.names[i] for i in kept] + list(spec.output_cols)
+def _predict_batch(forward: Any, spec: PredictSpec, batch: pd.DataFrame) -> pd.DataFrame:
+    """One output column per model output (named _0, _1, ... as the UDF's struct fields)."""
+    n = len(batch)
     if n == 0:
-        empty = [pa.array([], pa.float32()) if scalar else pa.array([], pa.list_(pa.float32()))
-                 for scalar in spec.scalar_outputs]
-        return pa.RecordBatch.from_arrays(columns + empty, names=names)
-    inputs = [_column_array(batch.column(c), s)
-              for c, s in zip(spec.input_cols, spec.input_shapes, strict=True)]
+        return pd.DataFrame({f"_{j}": pd.Series([], dtype=np.float32 if scalar else object)
+                             for j, scalar in enumerate(spec.scalar_outputs)})
+    inputs = [_column_array(batch.iloc[:, i], shape)
+              for i, shape in enumerate(spec.input_shapes)]
     outputs = predict_arrays(forward, inputs, spec.batch_size)
-    arrays = [_to_arrow(o, n, scalar)
-              for o, scalar in zip(outputs, spec.scalar_outputs, strict=True)]
-    return pa.RecordBatch.from_arrays(columns + arrays, names=names)
+    return pd.DataFrame({f"_{j}": _to_series(out, n, scalar)
+                         for j, (out, scalar) in enumerate(zip(outputs, spec.scalar_outputs,
+                                                              strict=True))})
 
 
-def _to_arrow(out: np.ndarray, n: int, scalar: bool) -> pa.Array:
+def _to_series(out: np.ndarray, n: int, scalar: bool) -> pd.Series:
     flat = np.asarray(out, dtype=np.float32).reshape(n, -1)
-    if scalar:
-        return pa.array(flat[:, 0], type=pa.float32())
-    offsets = np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.reshape(-1), pa.float32()))
+    return pd.Series(flat[:, 0]) if scalar else pd.Series(list(flat))
