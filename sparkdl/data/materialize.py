@@ -214,8 +214,16 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
                       df.sparkSession.sparkContext.defaultParallelism)
     logger.info("materializing %d rows (~%.1f MiB) into %d files per split at %s",
                 profile.rows, profile.rows * row_bytes / 2**20, files, final)
+    specs = list(profile.columns.values())
     try:
-        _write_parquet(df, store, tmp, list(profile.columns.values()), split, files)
+        # enough partitions with rows: merge them without a shuffle; else (or when a split
+        # then came out with fewer than num_proc files) spread the rows round-robin
+        merged = profile.partitions >= files
+        if merged:
+            _write_parquet(df, store, tmp, specs, split, files, merge=True)
+        if not merged or _fewer_files(store, tmp, split, num_proc):
+            store.delete(tmp)
+            _write_parquet(df, store, tmp, specs, split, files, merge=False)
         store.delete(final)  # a directory without metadata is a leftover of a crashed write
         store.move(tmp, final)
     except BaseException:
@@ -230,13 +238,28 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
     return train, val
 
 
+def _fewer_files(store: Store, tmp: str, split: _Validation | None, num_proc: int) -> bool:
+    """Whether a written split has fewer than num_proc files (ranks would then share them)."""
+    names = ("train", "val") if split is not None else ("train",)
+    return any(store.exists(f"{tmp}/{name}") and len(_parts(store, f"{tmp}/{name}")) < num_proc
+               for name in names)
+
+
+def _parts(store: Store, path: str) -> list[str]:
+    return [f"{path}/{name}" for name in store.listdir(path)
+            if name.endswith(".parquet") and not name.startswith((".", "_"))]
+
+
 def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],
-                   split: _Validation | None, files: int) -> None:
+                   split: _Validation | None, files: int, merge: bool) -> None:
+    """Write `files` files per split: `df`'s partitions merged (no shuffle) or its rows spread
+    round-robin. Columns and the split are computed first, on the input's own partitions."""
     columns = [storage_column(df, spec) for spec in specs]
     if split is not None:
         columns.append(F.when(split.is_val, "val").otherwise("train").alias(_SPLIT_COL))
-    writer = (df.select(*columns).repartition(files).write
-              .option("parquet.block.size", str(ROW_GROUP_BYTES)))
+    selected = df.select(*columns)
+    selected = selected.coalesce(files) if merge else selected.repartition(files)
+    writer = selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
     if split is None:
         writer.parquet(store.spark_url(f"{tmp}/train"))
         return
@@ -251,8 +274,7 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
 
 def _split_info(store: Store, path: str, num_proc: int, what: str) -> SplitInfo:
     """Rows, bytes and row groups of a written split, from the Parquet footers (no Spark job)."""
-    parts = [f"{path}/{name}" for name in store.listdir(path)
-             if name.endswith(".parquet") and not name.startswith((".", "_"))]
+    parts = _parts(store, path)
     rows = row_groups = size = 0
     for part in parts:
         with store.open(part) as f:

@@ -13,6 +13,8 @@ from pyspark.sql import functions as F
 from sparkdl.data.meta import ColumnSpec
 from sparkdl.data.schema import column_of
 
+_PARTITION = "__sparkdl_partition"
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -20,6 +22,7 @@ class Profile:
 
     rows: int
     columns: dict[str, ColumnSpec]
+    partitions: int  # of the DataFrame's partitions, those holding rows
 
 
 def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mapping[str, str], *,
@@ -28,13 +31,14 @@ def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mappi
 
     `roles` names each column's use ("feature", "label", ...) for the error messages.
     """
-    exprs = [F.count(F.lit(1)).alias("rows")]
+    exprs = [F.count(F.lit(1)).alias("rows"), F.count_distinct(_PARTITION).alias("partitions")]
     for i, spec in enumerate(specs.values()):
         exprs += _checks(column_of(df, spec.name), spec, f"c{i}")
     if validation_col is not None:
         exprs += [_count_true(column_of(df, validation_col).isNull()).alias("val_nulls"),
                   _count_true(is_val).alias("val_rows")]
-    found = df.agg(*exprs).collect()[0].asDict()
+    # the partition id is projected first: a non-deterministic aggregate argument is refused
+    found = df.withColumn(_PARTITION, F.spark_partition_id()).agg(*exprs).collect()[0].asDict()
     rows = found["rows"]
     if rows == 0:
         raise ValueError("DataFrame has no rows; expected at least one row to materialize")
@@ -42,7 +46,7 @@ def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mappi
                for i, (name, spec) in enumerate(specs.items())}
     if validation_col is not None:
         _check_validation(validation_col, found, rows)
-    return Profile(rows=rows, columns=columns)
+    return Profile(rows=rows, columns=columns, partitions=found["partitions"])
 
 
 def _checks(column: Column, spec: ColumnSpec, prefix: str) -> list[Column]:

@@ -205,3 +205,27 @@ def test_non_deterministic_plans_are_not_reused_unless_a_cache_key_is_given(fram
     assert keyed.reuse == "key"
     assert materialize(sampled, store, "vec", "label", num_proc=2,
                        cache_key="my-sample") == keyed
+
+
+def _last_job_stages(spark, group: str) -> int:
+    tracker = spark.sparkContext.statusTracker()
+    return len(tracker.getJobInfo(max(tracker.getJobIdsForGroup(group))).stageIds)
+
+
+def test_enough_partitions_are_merged_without_a_shuffle_keeping_num_proc_files(spark, store):
+    df = spark.range(0, 400, numPartitions=8).select(
+        F.col("id").cast("double").alias("x"), (F.col("id") < 30).alias("is_val"))
+    spark.sparkContext.setJobGroup("sparkdl-merge-test", "materialize 8 partitions")
+    try:
+        merged = materialize(df, store, "x", "x", num_proc=2)
+        write_stages = _last_job_stages(spark, "sparkdl-merge-test")
+        # the validation rows all sit in the first partition: merged, one file would hold them
+        # all, so that split is written again round-robin to give each rank a file
+        split = materialize(df, store, "x", "x", validation="is_val", num_proc=2)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert write_stages == 1  # no shuffle stage before the write
+    assert (merged.train.files, merged.train_rows) == (2, 400)
+    assert (split.train.files, split.val.files) == (2, 2)
+    assert sorted(pq.read_table(split.val_path).column("x").to_pylist()) == list(range(30))
+    assert split.train_rows == 370
