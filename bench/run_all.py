@@ -54,6 +54,15 @@ def main() -> None:
     stages = set(args.stages.split(",")) if args.stages else set(STAGES)
     started, load = time.time(), os.getloadavg()[0]
     spark = _spark(args.master)
+    if args.scale:
+        from bench_scale import SIZES as SCALE_SIZES
+        from bench_scale import scale_curve
+
+        table = scale_curve(spark, SCALE_SIZES, os.path.join(BENCH_DIR, "out"))
+        spark.stop()
+        print(f"\nsparkdl scale curve ({args.master}, {os.cpu_count()} cores, one run each; "
+              f"{time.time() - started:.0f} s)\n\n{table}")
+        return
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench_") as tmp:
         if stages & {"p1", "p2"}:
@@ -256,6 +265,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--scale", action="store_true", help="only the scale curve: P1, P2 and "
+                        "P5 at 0.2M, 1M and 5M rows (bench/bench_scale.py; PNG in bench/out)")
     return parser.parse_args()
 
 

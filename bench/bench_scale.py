@@ -1,0 +1,144 @@
+"""Scale curve: P1 (materialize), P2 (shard reader, shuffled) and P5 (transform) at growing row
+counts x 64 floats. Cost per row should stay within +-20 % across sizes and peak memory flat (the
+reader's is bounded by its shuffle window, not the data). Prints a table and saves a PNG of
+rows/s and peak MiB against rows.
+
+    make bench BENCH_ARGS=--scale        # or: .venv/bin/python bench/bench_scale.py --rows ...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from typing import Any
+
+from common import BENCH_DIR, PeakMemory, mlp
+
+DIM = 64
+SIZES = (200_000, 1_000_000, 5_000_000)
+FLAT = 0.2  # per-row cost within +-20 % of its mean across sizes
+
+
+def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
+    """Measure every size, save `scale.png` in `out_dir`, return the table as markdown."""
+    import keras
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    from sparkdl import KerasEstimator, Store
+    from sparkdl.data.materialize import materialize
+    from sparkdl.data.reader import open_shard_dataset
+
+    figures: dict[str, dict[int, tuple[float, float]]] = {"P1": {}, "P2": {}, "P5": {}}
+    model = None
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        for rows in sizes:
+            store = Store.create(os.path.join(tmp, str(rows)))
+            source = spark.range(rows).select(
+                array_to_vector(F.array(*[F.rand(i) for i in range(DIM)])).alias("features"),
+                (F.col("id") % 2).cast("double").alias("label")).cache()
+            source.count()
+            with PeakMemory() as mem:
+                start = time.perf_counter()
+                meta = materialize(source, store, "features", "label", num_proc=2)
+                seconds = time.perf_counter() - start
+            figures["P1"][rows] = (rows / seconds, mem.peaks.get("jvm", 0.0))
+            with PeakMemory() as mem:
+                start = time.perf_counter()
+                read_rows = sum(len(labels) for _, labels in open_shard_dataset(
+                    store.petastorm_url(meta.train_path), 0, 1, 1024, meta=meta, shuffle=True,
+                    num_epochs=1))
+                seconds = time.perf_counter() - start
+            assert read_rows == rows, (read_rows, rows)
+            figures["P2"][rows] = (rows / seconds, mem.peaks["driver"])
+            if model is None:  # one epoch on the smallest size: inference needs no accuracy
+                model = KerasEstimator(
+                    model=mlp(DIM, [512, 512]), optimizer=keras.optimizers.Adam(1e-3),
+                    loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
+                    store=store, num_proc=1, batch_size=256, epochs=1, verbose=0).fit(source)
+                model.transform(source.limit(10_000)).write.format("noop").mode(
+                    "overwrite").save()  # warm-up: Python workers and the model loaded
+            with PeakMemory() as mem:
+                start = time.perf_counter()
+                model.transform(source).write.format("noop").mode("overwrite").save()
+                seconds = time.perf_counter() - start
+            figures["P5"][rows] = (rows / seconds, mem.peaks.get("python worker", 0.0))
+            meta.release()
+            source.unpersist()
+    os.makedirs(out_dir, exist_ok=True)
+    plot = os.path.join(out_dir, "scale.png")
+    _plot(figures, sizes, plot)
+    return _table(figures, sizes) + f"\n\nplot: {plot}"
+
+
+_WHAT = {"P1": ("materialize", "JVM, holding the cached input"),
+         "P2": ("shard reader, shuffled", "reader process"), "P5": ("transform", "Python worker")}
+
+
+def _table(figures: dict[str, dict[int, tuple[float, float]]], sizes: tuple[int, ...]) -> str:
+    """Per stage: rows/s, us per row and peak MiB at each size; the spread of the cost per row
+    (and, for the reader, of its peak memory) around their means, against +-20 %."""
+    lines = ["| stage | " + " | ".join(f"{n:,} rows" for n in sizes)
+             + " | per-row cost | peak memory |", "|---|" + "---|" * (len(sizes) + 2)]
+    for stage, by_size in figures.items():
+        name, where = _WHAT[stage]
+        cost, memory = (_spread([1e6 / by_size[n][0] for n in sizes]),
+                        _spread([by_size[n][1] for n in sizes]))
+        cells = [f"{by_size[n][0]:,.0f}/s, {1e6 / by_size[n][0]:.1f} us, {by_size[n][1]:,.0f} "
+                 f"MiB" for n in sizes]
+        memory_cell = f"+-{memory:.0%} " + (("ok" if memory <= FLAT else "MISSED")
+                                            if stage == "P2" else "(not a target)")
+        lines.append(f"| {stage} {name} (peak: {where}) | " + " | ".join(cells)
+                     + f" | +-{cost:.0%} {'ok' if cost <= FLAT else 'MISSED'} | {memory_cell} |")
+    return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> float:
+    """Largest relative distance of a value from the mean."""
+    mean = sum(values) / len(values)
+    return max(abs(v - mean) / mean for v in values) if mean else 0.0
+
+
+def _plot(figures: dict[str, dict[int, tuple[float, float]]], sizes: tuple[int, ...],
+          path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(11, 4))
+    for stage, by_size in figures.items():
+        label = f"{stage} {_WHAT[stage][0]}"
+        speed.plot(sizes, [by_size[n][0] for n in sizes], marker="o", label=label)
+        memory.plot(sizes, [by_size[n][1] for n in sizes], marker="o",
+                    label=f"{label} ({_WHAT[stage][1]})")
+    for axis, title in ((speed, "rows/s"), (memory, "peak MiB")):
+        axis.set_xscale("log")
+        axis.set_xlabel("rows (x 64 floats)")
+        axis.set_title(title)
+        axis.set_ylim(bottom=0)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    from pyspark.sql import SparkSession
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--out", default=os.path.join(BENCH_DIR, "out"))
+    args = parser.parse_args()
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.memory", "6g").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    print(scale_curve(spark, tuple(args.rows), args.out))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
