@@ -18,7 +18,7 @@ import pandas as pd
 
 from sparkdl.launch.gpus import GROWTH_ENV, VISIBLE_ENV, inference_device, task_gpus
 
-_models: dict[str, Any] = {}
+_models: dict[tuple[str, str | None], Any] = {}  # (model key, device) -> forward pass
 _lock = threading.Lock()
 
 
