@@ -41,4 +41,3 @@ def inference_device(addresses: Sequence[str], use_gpu: bool | None, gpu_count: 
     else:
         ordinal = int(addresses[0]) if addresses[0].isdigit() else gpu_count
     return f"/GPU:{ordinal}" if ordinal < gpu_count else "/CPU:0"
-

@@ -14,7 +14,7 @@ _EXECUTOR_GPUS = "spark.executor.resource.gpu.amount"
 
 @dataclass(frozen=True)
 class Executor:
-    """What one executor offers tasks: its cores and its GPU addresses."""
+    """What one executor offers tasks: its cores and how many GPUs it holds."""
 
     cores: int
     gpus: int
