@@ -5,7 +5,6 @@ sqlite tracking store), alternated, medians of --repeat runs; prints seconds and
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -16,16 +15,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-from common import features_df, make_dataset, median, mlp, timed  # noqa: E402
+from common import features_df, fit_args, make_dataset, median, mlp, timed  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = fit_args(__doc__)
 
     import keras
     import mlflow

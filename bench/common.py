@@ -5,6 +5,7 @@ sparkdl) and `local_task.py` (a plain TensorFlow process) use it too.
 """
 from __future__ import annotations
 
+import argparse
 import atexit
 import json
 import os
@@ -25,6 +26,10 @@ import psutil
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 MiB = 1 << 20
+# before any Spark starts: executors run this interpreter, TensorFlow logs only errors
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
 # --- data and models ------------------------------------------------------------------------
@@ -47,8 +52,10 @@ def make_dataset(folder: str, rows: int, dim: int, seed: int = 0) -> tuple[str, 
     return npz, parquet
 
 
-def features_df(spark: Any, parquet: str, rows: int | None = None) -> Any:
-    """The Parquet rows as (features: ML vector, label: double), cached, 2 partitions per core."""
+def features_df(spark: Any, parquet: str, rows: int | None = None,
+                partitions: int | None = None) -> Any:
+    """The Parquet rows as (features: ML vector, label: double), cached, in `partitions` (by
+    default 2 per core; a Spark Connect session must say)."""
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
 
@@ -56,7 +63,7 @@ def features_df(spark: Any, parquet: str, rows: int | None = None) -> Any:
     if rows is not None:
         df = df.limit(rows)
     df = df.select(array_to_vector("features").alias("features"), F.col("label"))
-    df = df.repartition(2 * spark.sparkContext.defaultParallelism).cache()
+    df = df.repartition(partitions or 2 * spark.sparkContext.defaultParallelism).cache()
     df.count()
     return df
 
@@ -80,6 +87,16 @@ LEARNING_RATE = 1e-3
 
 
 # --- timing ---------------------------------------------------------------------------------
+
+def fit_args(description: str) -> argparse.Namespace:
+    """--rows, --dim, --epochs and --repeat of the benchmarks that time whole fits."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    return parser.parse_args()
+
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")

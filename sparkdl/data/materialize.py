@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo
 from sparkdl.data.profile import Profile, profile_columns
 from sparkdl.data.schema import FLOAT_DTYPES, column_of, inspect_columns, storage_column
+from sparkdl.launch.session import session_of
 from sparkdl.store import Store
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,10 @@ _STABLE_LEAVES = {"LogicalRelation", "HiveTableRelation", "LocalRelation", "Rang
 
 
 def reusable(df: DataFrame) -> bool:
-    """True when materializing `df` again within this application would write the same rows."""
+    """True when materializing `df` again within this application would write the same rows
+    (never known on Spark Connect, whose client cannot inspect the plan)."""
+    if session_of(df.sparkSession).connect:
+        return False
     plan = df._jdf.queryExecution().analyzed()
     return not _unstable(plan, check_expressions=not plan.deterministic())
 
@@ -161,25 +165,13 @@ def data_key(df: DataFrame, reuse: str, user_key: str | None = None, **params: o
     if reuse == "key":
         payload["user_key"] = user_key
     elif reuse == "app":
-        payload.update(plan=df._jdf.queryExecution().analyzed().semanticHash(),
-                       schema=df.schema.json(), app=df.sparkSession.sparkContext.applicationId,
-                       inputs=input_files(df))
+        payload.update(plan=df.semanticHash(), schema=df.schema.json(),
+                       app=df.sparkSession.conf.get("spark.app.id"),
+                       inputs=session_of(df.sparkSession).input_files(df))
     else:
         payload["once"] = uuid.uuid4().hex
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return "ds-" + digest[:24]
-
-
-def input_files(df: DataFrame) -> list[tuple[str, int, int]]:
-    """(path, size, modification time) of every file `df` reads, through Hadoop's filesystem."""
-    sc = df.sparkSession.sparkContext
-    conf, jvm = sc._jsc.hadoopConfiguration(), sc._jvm
-    found = []
-    for name in sorted(df.inputFiles()):
-        path = jvm.org.apache.hadoop.fs.Path(name)
-        status = path.getFileSystem(conf).getFileStatus(path)
-        found.append((name, int(status.getLen()), int(status.getModificationTime())))
-    return found
 
 
 _written_by_this_app: list[DatasetMeta] = []
@@ -211,7 +203,7 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
     final, tmp = store.data_dir(key), store.path("data", f".{key}.tmp-{uuid.uuid4().hex}")
     row_bytes = sum(spec.row_bytes for spec in profile.columns.values())
     files = num_files(profile.rows, row_bytes, num_proc,
-                      df.sparkSession.sparkContext.defaultParallelism)
+                      session_of(df.sparkSession).parallelism())
     logger.info("materializing %d rows (~%.1f MiB) into %d files per split at %s",
                 profile.rows, profile.rows * row_bytes / 2**20, files, final)
     specs = list(profile.columns.values())

@@ -82,15 +82,15 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         return self._set(**self._input_kwargs)
 
     def _fit(self, df: DataFrame) -> KerasModel:
-        from sparkdl.data.materialize import input_files, materialize
-        from sparkdl.launch.driver import job_description
+        from sparkdl.data.materialize import materialize
+        from sparkdl.launch.session import session_of
         from sparkdl.launch.slots import available_slots, check_gpus, check_num_proc
 
         plan = _FitPlan(self, df)
-        sc = df.sparkSession.sparkContext
-        check_gpus(sc, self.getUseGpu())
-        num_proc = check_num_proc(self.getNumProc(), available_slots(sc, self.getNumProc()))
-        with job_description(sc, f"sparkdl fit {plan.run_id}: materialise"):
+        session = session_of(df.sparkSession)
+        check_gpus(session, self.getUseGpu())
+        num_proc = check_num_proc(self.getNumProc(), available_slots(session, self.getNumProc()))
+        with session.described(f"sparkdl fit {plan.run_id}: materialise"):
             meta = materialize(df, plan.store, plan.feature_cols, plan.label_cols,
                                sample_weight_col=self.getSampleWeightCol(),
                                validation=self.getValidation(), num_proc=num_proc,
@@ -99,8 +99,8 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                    plan.signature, plan.feature_cols, specs),
                                cache_key=self.getCacheKey())
         try:
-            run_id = self._claim_run(plan, meta, input_files(df))
-            return self._train(plan, meta, num_proc, run_id, sc)
+            run_id = self._claim_run(plan, meta, session.input_files(df))
+            return self._train(plan, meta, num_proc, run_id, session)
         finally:
             if meta.reuse == "once":
                 meta.release()  # written for this fit alone
@@ -126,7 +126,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         return run_id
 
     def _train(self, plan: _FitPlan, meta: Any, num_proc: int, run_id: str,
-               sc: Any) -> KerasModel:
+               session: Any) -> KerasModel:
         from sparkdl.launch import run
         from sparkdl.launch.slots import wait_for_slots
         from sparkdl.train.keras_worker import train_keras
@@ -156,7 +156,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         try:
             results = with_retries(
                 launch, self.getMaxRetries(), epoch_in_progress, reporter.say,
-                lambda: wait_for_slots(sc, num_proc, RETRY_SLOT_WAIT_S))
+                lambda: wait_for_slots(session, num_proc, RETRY_SLOT_WAIT_S))
         except BaseException:
             if tracking is not None:
                 tracking.fail()
@@ -309,7 +309,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._run_id: str | None = None
         self._custom_objects: dict[str, Any] = {}  # the param's plus those registered at fit
         self._keras: Any = None
-        self._broadcast: tuple[Any, Any, str] | None = None  # (SparkContext, Broadcast, digest)
+        self._shipped: tuple[Any, Any, str] | None = None  # (owner, shipped bytes, digest)
         self.mlflow_model_uri: str | None = None  # where fit logged the model, if it did
 
     def _trained(self, model_bytes: bytes, history: dict[str, list[float]],
@@ -345,12 +345,13 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return self._model_bytes
 
     def _transform(self, df: DataFrame) -> DataFrame:
+        from sparkdl.launch.session import session_of
         from sparkdl.launch.slots import check_gpus
 
-        sc = df.sparkSession.sparkContext
-        check_gpus(sc, self.getUseGpu())
-        broadcast, key = self._shipped_model(sc)
-        return predict_dataframe(df, broadcast, key, self.getModel(), self.getFeatureCols(),
+        session = session_of(df.sparkSession)
+        check_gpus(session, self.getUseGpu())
+        shipped, key = self._shipped_model(session)
+        return predict_dataframe(df, shipped, key, self.getModel(), self.getFeatureCols(),
                                  self.resolved_output_cols(), self.getBatchSize(),
                                  self._custom_objects, self.getUseGpu())
 
@@ -371,12 +372,14 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return (model, columns, dumps_by_value(self._custom_objects),
                 columns_signature(features, outputs, scalar), (store, store.logs_dir(self._run_id)))
 
-    def _shipped_model(self, sc: Any) -> tuple[Any, str]:
-        """One broadcast of the model bytes per SparkContext, reused by every transform."""
-        if self._broadcast is None or self._broadcast[0] is not sc:
+    def _shipped_model(self, session: Any) -> tuple[Any, str]:
+        """The model bytes shipped once per SparkContext (a broadcast) or Spark Connect session
+        (inline in the UDF), reused by every transform."""
+        if self._shipped is None or self._shipped[0] is not session.owner:
             data = self._require_bytes()
-            self._broadcast = (sc, sc.broadcast(data), hashlib.sha256(data).hexdigest()[:16])
-        return self._broadcast[1], self._broadcast[2]
+            self._shipped = (session.owner, session.ship(data),
+                             hashlib.sha256(data).hexdigest()[:16])
+        return self._shipped[1], self._shipped[2]
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {"history": self._history, "run_history": self._run_history,

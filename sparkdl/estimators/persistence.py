@@ -17,7 +17,8 @@ from pyspark.ml.util import (
     MLWritable,
     MLWriter,
 )
-from pyspark.sql import SparkSession
+
+from sparkdl.launch.session import session_of
 
 BLOBS = "blobs"
 
@@ -41,22 +42,16 @@ class BlobParamsWriter(MLWriter):
         # blobs first: an object that cannot be saved fails the save before anything is written
         rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]
         params = {p.name: v for p, v in self.instance._paramMap.items() if _jsonable(v)}
+        session = session_of(self.sparkSession)
         try:
-            DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession,
+            DefaultParamsWriter.saveMetadata(self.instance, path, session.ml_context,
                                              extraMetadata=self.instance._extra_metadata(),
                                              paramMap=params)
             (self.sparkSession.createDataFrame(rows, "name string, data binary").coalesce(1)
              .write.parquet(f"{path}/{BLOBS}"))
         except BaseException:
-            _delete(self.sparkSession, path)  # no half-written stage (the path was free)
+            session.delete(path)  # no half-written stage (the path was free)
             raise
-
-
-def _delete(spark: SparkSession, path: str) -> None:
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(
-        hadoop_path, True)
 
 
 class BlobParamsReader(MLReader):
@@ -67,8 +62,8 @@ class BlobParamsReader(MLReader):
         self.cls = cls
 
     def load(self, path: str) -> Any:
-        spark = SparkSession.active()
-        metadata = DefaultParamsReader.loadMetadata(path, spark.sparkContext)
+        spark = self.sparkSession
+        metadata = DefaultParamsReader.loadMetadata(path, session_of(spark).ml_context)
         instance = self.cls()
         DefaultParamsReader.getAndSetParams(instance, metadata)
         instance._resetUid(metadata["uid"])

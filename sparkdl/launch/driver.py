@@ -5,7 +5,6 @@ output lines) becomes the driver's exception.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -14,15 +13,16 @@ import sysconfig
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cloudpickle
 
 from sparkdl.launch.channel import DriverChannel
 from sparkdl.launch.errors import LaunchError, RankFailedError
+from sparkdl.launch.session import Session, active_session
 from sparkdl.launch.slots import available_slots, check_gpus, check_num_proc
-from sparkdl.launch.task import TaskSpec, make_barrier_task
+from sparkdl.launch.task import RESULT_SCHEMA, TaskSpec, make_barrier_task
 
 log = logging.getLogger(__name__)
 
@@ -49,40 +49,17 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
     seconds (None: never checked) is ended and the job fails naming it. Each rank sees exactly
     its task's Spark-scheduled GPUs; `use_gpu` True requires them, False hides every GPU.
     """
-    sc = _active_context()
-    check_gpus(sc, use_gpu)
-    num_proc = check_num_proc(num_proc, available_slots(sc, num_proc, start_timeout))
+    session = active_session()
+    check_gpus(session, use_gpu)
+    num_proc = check_num_proc(num_proc, available_slots(session, num_proc, start_timeout))
     payload = dumps_by_value((fn, tuple(args), dict(kwargs or {})))
     env = {str(k): str(v) for k, v in (env or {}).items()}
     if stall_timeout is not None and not stall_timeout > 0:
         raise ValueError(f"stall_timeout {stall_timeout!r} is invalid; expected None or a "
                          "number of seconds > 0")
     description = description or f"sparkdl: {num_proc} Horovod ranks"
-    job = _BarrierJob(sc, num_proc, payload, env, description, stall_timeout, use_gpu)
+    job = _BarrierJob(session, num_proc, payload, env, description, stall_timeout, use_gpu)
     return job.run(start_timeout, timeout, on_message)
-
-
-@contextlib.contextmanager
-def job_description(sc: Any, text: str) -> Iterator[None]:
-    """Spark jobs this thread starts in the block carry `text` as their description (Spark UI);
-    the previous description comes back after."""
-    key = "spark.job.description"
-    previous = sc.getLocalProperty(key)
-    sc.setLocalProperty(key, text)
-    try:
-        yield
-    finally:
-        sc.setLocalProperty(key, previous)
-
-
-def _active_context() -> Any:
-    from pyspark import SparkContext
-
-    sc = SparkContext._active_spark_context
-    if sc is None:
-        raise LaunchError("sparkdl needs an active SparkSession; create one first "
-                          "(SparkSession.builder.getOrCreate())")
-    return sc
 
 
 _by_value_lock = threading.Lock()
@@ -103,9 +80,11 @@ def dumps_by_value(obj: Any) -> bytes:
 
 
 def _user_modules() -> list[Any]:
-    """Loaded top-level modules whose files live outside the interpreter's installation."""
+    """Loaded top-level modules whose files live outside the interpreter's installation and
+    outside every site-packages directory on sys.path (also those a .pth file added)."""
     roots = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-                  | {sys.prefix, sys.base_prefix, sys.exec_prefix})
+                  | {sys.prefix, sys.base_prefix, sys.exec_prefix}
+                  | {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))})
     found = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
@@ -119,9 +98,9 @@ def _user_modules() -> list[Any]:
 class _BarrierJob:
     """One barrier stage, watched from the driver through the job's message channel."""
 
-    def __init__(self, sc: Any, num_proc: int, payload: bytes, env: dict[str, str],
+    def __init__(self, session: Session, num_proc: int, payload: bytes, env: dict[str, str],
                  description: str, stall_timeout: float | None, use_gpu: bool | None) -> None:
-        self.sc = sc
+        self.session = session
         self.description, self.stall_timeout, self.use_gpu = description, stall_timeout, use_gpu
         # of ranks that failed by stalling: (progress of their last beat, its time)
         self.stalls: dict[int, tuple[tuple[int, ...], float]] = {}
@@ -135,13 +114,12 @@ class _BarrierJob:
 
     def run(self, start_timeout: float, timeout: float | None,
             on_message: Callable[[int, Any], None] | None) -> list[Any]:
-        broadcast = self.sc.broadcast(self.payload)
-        host = self.sc.getConf().get("spark.driver.host", "127.0.0.1")
+        shipped = self.session.ship(self.payload)
         try:
-            with DriverChannel(advertise_host=host) as channel:
+            with DriverChannel(advertise_host=self.session.driver_host()) as channel:
                 spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env,
                                 stall_timeout=self.stall_timeout, use_gpu=self.use_gpu)
-                thread = threading.Thread(target=self._submit, args=(broadcast, spec),
+                thread = threading.Thread(target=self._submit, args=(shipped, spec),
                                           daemon=True, name=self.group)
                 thread.start()
                 try:
@@ -153,23 +131,26 @@ class _BarrierJob:
                     self._cancel(thread)
                     raise error from self.outcome.get("error")
         finally:
-            broadcast.destroy()
+            shipped.destroy()
         return [cloudpickle.loads(blob) for blob in self.outcome["results"]]
 
     def _cancel(self, thread: threading.Thread) -> None:
         """Cancel the job (its tasks kill their rank processes) and wait, bounded, for its end."""
-        self.sc.cancelJobGroup(self.group)
+        self.session.cancel(self.group)
         thread.join(_CANCEL_WAIT_S)
         if thread.is_alive():
             log.warning("job group %s still running %.0fs after its cancellation", self.group,
                         _CANCEL_WAIT_S)
 
-    def _submit(self, broadcast: Any, spec: TaskSpec) -> None:
-        self.sc.setJobGroup(self.group, self.description, interruptOnCancel=True)
+    def _submit(self, shipped: Any, spec: TaskSpec) -> None:
+        """One barrier stage of num_proc single-row partitions (mapInArrow: a Spark Connect
+        session has no RDDs); partition i is rank i."""
         try:
-            rdd = self.sc.parallelize(range(self.num_proc), self.num_proc)
-            task = make_barrier_task(broadcast, spec)
-            self.outcome["results"] = rdd.barrier().mapPartitions(task).collect()
+            with self.session.job_group(self.group, self.description):
+                task = make_barrier_task(shipped, spec)
+                rows = (self.session.spark.range(0, self.num_proc, 1, self.num_proc)
+                        .mapInArrow(task, RESULT_SCHEMA, barrier=True).collect())
+            self.outcome["results"] = [bytes(row[0]) for row in rows]
         except BaseException as exc:  # handed to the watching thread
             self.outcome["error"] = exc
 

@@ -49,29 +49,22 @@ def count_slots(executors: list[Executor], task_cpus: int, task_gpus: float) -> 
     return Slots(cpu, sum(int(e.gpus // task_gpus) for e in executors))
 
 
-def executors(sc: Any) -> list[Executor]:
-    """The live executors (in local mode, the driver) from Spark's status store."""
-    jsc = sc._jsc.sc()
-    convert = sc._jvm.scala.jdk.javaapi.CollectionConverters
-    found = []
-    for summary in convert.asJava(jsc.statusStore().executorList(True)):
-        gpu = convert.asJava(summary.resources()).get("gpu")
-        found.append(Executor(int(summary.totalCores()),
-                              len(gpu.addresses()) if gpu is not None else 0))
-    return found
+def cluster_slots(session: Any) -> Slots | None:
+    """The slots of the session's live executors; None when it cannot know them (a Spark
+    Connect session whose configuration does not size the cluster)."""
+    found = session.executors()
+    if found is None:
+        return None
+    return count_slots(found, int(session.conf("spark.task.cpus", "1")),
+                       float(session.conf(_TASK_GPUS, "0")))
 
 
-def cluster_slots(sc: Any) -> Slots:
-    conf = sc.getConf()
-    return count_slots(executors(sc), int(conf.get("spark.task.cpus", "1")),
-                       float(conf.get(_TASK_GPUS, "0")))
-
-
-def available_slots(sc: Any, wanted: int | None, start_timeout: float = 120.0) -> Slots:
-    """The cluster's slots; on a non-local master, waits a bounded time for executors still
-    registering."""
-    slots = cluster_slots(sc)
-    if sc.master.startswith("local"):
+def available_slots(session: Any, wanted: int | None, start_timeout: float = 120.0
+                    ) -> Slots | None:
+    """The cluster's slots; on a non-local classic session, waits a bounded time for executors
+    still registering."""
+    slots = cluster_slots(session)
+    if session.connect or session.master.startswith("local"):
         return slots
     deadline = time.monotonic() + min(_CLUSTER_SLOT_WAIT_S, start_timeout)
     stable_since = time.monotonic()
@@ -79,28 +72,36 @@ def available_slots(sc: Any, wanted: int | None, start_timeout: float = 120.0) -
         if slots.ranks > 0 and time.monotonic() - stable_since > _SLOTS_STABLE_S:
             break  # executors stopped arriving: this is the cluster's size
         time.sleep(0.5)
-        now = cluster_slots(sc)
+        now = cluster_slots(session)
         if now != slots:
             slots, stable_since = now, time.monotonic()
     return slots
 
 
-def wait_for_slots(sc: Any, wanted: int, timeout: float) -> Slots:
+def wait_for_slots(session: Any, wanted: int, timeout: float) -> Slots | None:
     """The cluster's slots, waiting up to `timeout` seconds for `wanted` of them: after a lost
-    executor, until the cluster manager's replacement has registered."""
+    executor, until the cluster manager's replacement has registered (classic sessions; Spark
+    Connect cannot watch executors, so its relaunch waits within the launch's start_timeout)."""
     deadline = time.monotonic() + timeout
-    while (slots := cluster_slots(sc)).ranks < wanted and time.monotonic() < deadline:
+    while ((slots := cluster_slots(session)) is not None and slots.ranks < wanted
+           and time.monotonic() < deadline):
         time.sleep(0.5)
     return slots
 
 
-def check_num_proc(num_proc: int | None, slots: Slots) -> int:
-    """num_proc, defaulting to the slot count; an error naming the counts when it cannot run."""
+def check_num_proc(num_proc: int | None, slots: Slots | None) -> int:
+    """num_proc, defaulting to the slot count; an error naming the counts when it cannot run.
+    Unknown slots (None) leave the check to the launch's start_timeout."""
+    if num_proc is None and slots is None:
+        raise ValueError(
+            "num_proc is not set and this Spark Connect session does not tell how many tasks "
+            "the cluster runs at once (neither a local master, spark.cores.max nor "
+            "spark.executor.instances with spark.executor.cores is set); set num_proc")
     if num_proc is None:
         num_proc = slots.ranks
     if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
         raise ValueError(f"num_proc must be a positive integer; got {num_proc!r}")
-    if num_proc > slots.ranks:
+    if slots is not None and num_proc > slots.ranks:
         raise ValueError(
             f"num_proc={num_proc} but the cluster can run only {slots.ranks} tasks at once: "
             f"{slots.describe()}; a barrier stage needs all its tasks running at once. "
@@ -108,11 +109,10 @@ def check_num_proc(num_proc: int | None, slots: Slots) -> int:
     return num_proc
 
 
-def check_gpus(sc: Any, use_gpu: bool | None) -> None:
+def check_gpus(session: Any, use_gpu: bool | None) -> None:
     """Fail before any job when ranks could not each have their own GPU: `use_gpu=True` without
     task GPUs, or executors with GPUs that Spark does not hand to tasks."""
-    conf = sc.getConf()
-    if use_gpu is False or conf.get(_TASK_GPUS) is not None:
+    if use_gpu is False or session.conf(_TASK_GPUS) is not None:
         return
     if use_gpu:
         raise ValueError(
@@ -120,7 +120,7 @@ def check_gpus(sc: Any, use_gpu: bool | None) -> None:
             f"{_EXECUTOR_GPUS}, {_TASK_GPUS}=1 and a GPU discovery script "
             "(spark.executor.resource.gpu.discoveryScript or the workers'), or use_gpu=None to "
             "run on CPU")
-    with_gpus = [e for e in executors(sc) if e.gpus]
+    with_gpus = [e for e in session.executors() or [] if e.gpus]
     if with_gpus:
         raise ValueError(
             f"the executors have GPUs ({with_gpus[0].gpus} each) but {_TASK_GPUS} is not set, "

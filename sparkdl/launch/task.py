@@ -49,10 +49,15 @@ class RankStalledError(RuntimeError):
         self.progress = progress  # what its last heartbeat recorded, e.g. [epoch, phase]
 
 
-def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]], Iterator[bytes]]:
-    """The barrier stage's mapPartitions function; `payload` is a Broadcast of the pickled fn."""
+RESULT_SCHEMA = "result binary"
 
-    def barrier_task(_: Iterator[Any]) -> Iterator[bytes]:
+
+def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The barrier stage's mapInArrow function: one row in, the rank's pickled result out as a
+    RESULT_SCHEMA batch. `payload.value` is the pickled fn (a Broadcast, or inline bytes)."""
+
+    def barrier_task(_: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
         from pyspark import BarrierTaskContext
 
         ctx = BarrierTaskContext.get()
@@ -61,7 +66,9 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
         client = ChannelClient(spec.channel, spec.secret, rank)
         client.send("started", host=hosts[rank], pid=os.getpid())
         try:
-            yield _run_rank(ctx, rank, hosts, payload.value, spec)
+            result = _run_rank(ctx, rank, hosts, payload.value, spec)
+            yield pa.RecordBatch.from_pydict({"result": [result]},
+                                             schema=pa.schema([("result", pa.binary())]))
         except BaseException as exc:
             client.send("failed", message=str(exc), last_beat=getattr(exc, "last_beat", None),
                         progress=getattr(exc, "progress", None))

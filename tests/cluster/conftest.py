@@ -10,6 +10,7 @@ process it started (daemons, executors, their Python workers and ranks) is left.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _spark_home() -> str:
@@ -74,19 +81,7 @@ class StandaloneCluster:
         process group is killed. Note: spark-submit merges the Python driver's stderr (prints,
         tracebacks) into its stdout; Spark's own log goes to stderr.
         """
-        settings = {
-            "spark.pyspark.python": PYTHON,
-            "spark.pyspark.driver.python": PYTHON,
-            "spark.executor.memory": "1g",
-            "spark.driver.memory": "1g",
-            "spark.driver.host": "127.0.0.1",
-            "spark.ui.enabled": "false",
-            **(conf or {}),
-        }
-        cmd = [_spark_submit(), "--master", self.master_url]
-        for key, value in settings.items():
-            cmd += ["--conf", f"{key}={value}"]
-        cmd += [str(REPO / script), *map(str, args)]
+        cmd = self._command(conf, str(REPO / script), *map(str, args))
         # Own session: a timeout kills the driver JVM and its Python together.
         proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
@@ -103,6 +98,53 @@ class StandaloneCluster:
             pytest.fail(f"spark-submit {script} exited with code {result.returncode}\n"
                         + self._report(stdout, stderr))
         return result
+
+    def _command(self, conf: dict[str, str] | None, *target: str) -> list[str]:
+        """spark-submit to this cluster with the drivers' settings, then `target`."""
+        settings = {
+            "spark.pyspark.python": PYTHON,
+            "spark.pyspark.driver.python": PYTHON,
+            "spark.executor.memory": "1g",
+            "spark.driver.memory": "1g",
+            "spark.driver.host": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            **(conf or {}),
+        }
+        cmd = [_spark_submit(), "--master", self.master_url]
+        for key, value in settings.items():
+            cmd += ["--conf", f"{key}={value}"]
+        return cmd + list(target)
+
+    @contextlib.contextmanager
+    def connect_server(self, conf: dict[str, str] | None = None,
+                       timeout: float = 90.0) -> Iterator[str]:
+        """A Spark Connect server (a driver of this cluster) on a free port; yields its
+        sc:// URL once it accepts connections, and stops it after."""
+        port = _free_port()
+        cmd = self._command({"spark.connect.grpc.binding.address": "127.0.0.1",
+                             "spark.connect.grpc.binding.port": str(port), **(conf or {})},
+                            "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+                            "spark-internal")
+        log = self.state_dir / f"connect-{port}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not _accepts(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the Spark Connect server did not listen on {port} within "
+                                f"{timeout:g}s:\n{_tail(log.read_text(errors='replace'))}")
+                time.sleep(0.5)
+            yield f"sc://127.0.0.1:{port}"
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def status(self) -> dict:
         """The master's JSON status (workers, active and completed applications)."""

@@ -25,8 +25,8 @@ def _estimator(store_root, **overrides):
                                                 random_seed=7, verbose=1), **overrides})
 
 
-def test_pipeline_learns_predicts_saves_and_loads(spark, data, store_root, tmp_path, capsys):
-    train, test = data
+def test_pipeline_learns_predicts_saves_and_loads(session, store_root, tmp_path, capsys):
+    train, test = separable_df(session).randomSplit([0.8, 0.2], seed=3)
     assembler = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features")
     pm = Pipeline(stages=[assembler, _estimator(store_root, validation=0.2)]).fit(train)
 

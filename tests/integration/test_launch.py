@@ -106,7 +106,7 @@ def test_rank_without_heartbeats_is_ended_after_stall_timeout(spark):
         sparkdl.run(_allreduce_rank, num_proc=1, stall_timeout=0)
 
 
-def test_num_proc_above_slots_fails_fast_naming_the_slots(spark):
+def test_num_proc_above_slots_fails_fast_naming_the_slots(session):
     t0 = time.monotonic()
     with pytest.raises(ValueError, match=r"num_proc=3 but the cluster can run only 2 tasks at "
                                          r"once: 2 CPU task slots"):

@@ -114,13 +114,17 @@ def _eventually(check, seconds=15.0):
     return check()
 
 
-@pytest.mark.parametrize("how, expected", [
-    ("raise", "RuntimeError: injected failure at epoch 3"),
-    ("exit", "exited with code 1"),
-    ("kill", "was killed by signal SIGKILL"),
+# resumed after the hardest failure (a SIGKILL) and on Spark Connect; not every case: suite time
+@pytest.mark.parametrize("how, expected, kind, resume", [
+    ("raise", "RuntimeError: injected failure at epoch 3", "classic", False),
+    ("exit", "exited with code 1", "classic", False),
+    ("kill", "was killed by signal SIGKILL", "classic", True),
+    ("raise", "RuntimeError: injected failure at epoch 3", "connect", True),
 ])
 def test_dying_rank_fails_fit_fast_naming_the_rank_then_resume_completes(
-        spark, features_df, store_root, how, expected):
+        request, features_df, store_root, how, expected, kind, resume):
+    if kind == "connect":  # the same fit from a Spark Connect session
+        features_df = assembled_df(request.getfixturevalue("connect"), rows=1200)
     ports_before = _listening_ports()
     est = _estimator(store_root, run_id=f"dies-{how}", epochs=5, max_retries=0,
                      callbacks=[FailOnRank(epoch=3, rank=1, how=how)])
@@ -136,6 +140,8 @@ def test_dying_rank_fails_fit_fast_naming_the_rank_then_resume_completes(
     assert _eventually(lambda: not (_listening_ports() - ports_before)), (
         _listening_ports() - ports_before)
 
+    if not resume:
+        return
     # the same run_id resumes from the last completed checkpoint; the run has exactly 5 epochs
     store = Store.create(store_root)
     done = sorted(store.listdir(store.checkpoint_dir(f"dies-{how}")))
@@ -246,7 +252,7 @@ def _sleep_on_every_rank():
     time.sleep(300)
 
 
-def test_interrupting_the_driver_cancels_the_job_and_ends_the_ranks(spark):
+def test_interrupting_the_driver_cancels_the_job_and_ends_the_ranks(spark, session):
     import _thread
 
     ports_before = _listening_ports()
