@@ -67,7 +67,7 @@ def main() -> None:
                .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
                .config("spark.connect.grpc.binding.address", "127.0.0.1")
                .config("spark.connect.grpc.binding.port", str(port)).getOrCreate())
-    classic.sparkContext.setLogLevel("ERROR")
+    classic.sparkContext.setLogLevel("OFF")  # the failing-rank step would print its task error
     remote = ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
     tmp = tempfile.mkdtemp(prefix="sparkdl-bench-connect-")
     _, parquet = make_dataset(os.path.join(tmp, "data"), args.rows, args.dim)
