@@ -14,7 +14,7 @@ from sparkdl.launch.errors import LaunchError
 from sparkdl.launch.slots import Executor
 
 DRIVER_HOST_ENV = "SPARKDL_DRIVER_HOST"  # address the executors reach this process at
-_LOCAL = re.compile(r"^local(?:-cluster)?\[(\d+|\*)")
+_LOCAL = re.compile(r"^local\[(\d+|\*)(?:,\s*\d+)?\]$")  # local[N] or local[N, maxFailures]
 
 
 @dataclass(frozen=True)
@@ -198,9 +198,8 @@ class ConnectSession(Session):
             return []
         rows = (self.spark.read.format("binaryFile").load(names)
                 .select("path", "length", "modificationTime").collect())
-        stats = {r["path"]: (int(r["length"]), int(r["modificationTime"].timestamp() * 1000))
-                 for r in rows}
-        return [(name, *stats.get(name, (-1, -1))) for name in names]
+        return sorted((r["path"], int(r["length"]), round(r["modificationTime"].timestamp() * 1000))
+                      for r in rows)
 
     def delete(self, path: str) -> None:
         """Remove `path` through fsspec: this client must reach the path (as it reaches a Store)."""

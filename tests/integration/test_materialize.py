@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from sparkdl.data.materialize import materialize
 from sparkdl.data.meta import ColumnSpec, DatasetMeta
 from sparkdl.data.schema import inspect_columns
+from sparkdl.launch.session import session_of
 from sparkdl.store import Store
 
 ROWS = 400
@@ -194,6 +195,19 @@ def test_rewritten_input_files_are_materialized_again(spark, store, tmp_path):
     write(300, "overwrite")  # same path, same plan, new files
     second = materialize(spark.read.parquet(source), store, "a", "label", num_proc=2)
     assert second.key != first.key and second.train_rows == 300
+
+
+def test_spark_connect_sees_the_input_files_sizes_and_times_as_classic_does(spark, connect,
+                                                                           tmp_path):
+    # what the resume fingerprint compares: on Connect from a Spark job, on classic from Hadoop
+    source = str(tmp_path / "source")
+    spark.range(100).write.parquet(source)
+
+    def stats(session):
+        files = session_of(session).input_files(session.read.parquet(source))
+        return sorted((os.path.basename(path), size, mtime) for path, size, mtime in files)
+
+    assert stats(connect) == stats(spark) and all(size > 0 for _, size, _ in stats(spark))
 
 
 def test_non_deterministic_plans_are_not_reused_unless_a_cache_key_is_given(frame, store):

@@ -48,3 +48,5 @@ def test_connect_slots_come_from_the_configuration():
 def test_local_master_cores():
     assert local_cores("local[2]") == 2 and local_cores("local") == 1
     assert local_cores("local[*]") >= 1 and local_cores("spark://h:7077") is None
+    assert local_cores("local[4, 2]") == 4  # with maxFailures
+    assert local_cores("local-cluster[2,1,1024]") is None  # workers, not this process's cores
