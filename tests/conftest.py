@@ -65,4 +65,3 @@ def session(request):
 def store_root(tmp_path):
     """A fresh directory for a Store; removed with tmp_path."""
     return str(tmp_path / "store")
-
