@@ -26,8 +26,8 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
                       custom_objects: dict[str, Any], use_gpu: bool | None = None) -> DataFrame:
     """`df` with one prediction column per model output appended; input columns kept as they are.
 
-    `model_bytes` is a Broadcast of the `.keras` bytes, `model_key` their digest; each task
-    predicts on its Spark-scheduled GPU unless `use_gpu` is False."""
+    `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`), `model_key`
+    their digest; each task predicts on its Spark-scheduled GPU unless `use_gpu` is False."""
     signature = model_signature(model)
     check.check_columns("feature_cols", feature_cols, df.columns, len(signature.input_shapes),
                         "input")

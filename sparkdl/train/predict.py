@@ -24,7 +24,8 @@ _lock = threading.Lock()
 
 @dataclass(frozen=True)
 class PredictSpec:
-    """What the inference function needs; the model bytes travel as a Spark broadcast."""
+    """What the inference function needs; the model bytes travel apart (a broadcast, or inline
+    in the UDF on Spark Connect)."""
 
     model_key: str  # digest of the model bytes: the per-worker cache key
     input_shapes: Sequence[tuple]  # per-row shapes the model expects (None for free dims)
@@ -37,8 +38,8 @@ def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
                     ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The pandas UDF's function: batches of the inputs (a struct, one field per model input:
     float32 arrays or scalars) to batches of the outputs (a struct, one field per output).
-    `model_bytes` is a Broadcast of the `.keras` bytes, `custom_objects` the pickled dict of
-    custom Keras objects."""
+    `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`),
+    `custom_objects` the pickled dict of custom Keras objects."""
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         forward = _load(spec, model_bytes, custom_objects)
