@@ -21,6 +21,7 @@ from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import SparkSession
 
 from sparkdl import KerasEstimator, Store
+from sparkdl.launch.zygote import RANK_NAME
 
 
 class _Fail(keras.callbacks.Callback):
@@ -192,8 +193,8 @@ def _sigint_to_a_driver() -> tuple[float, str]:
 
 
 def _rank_processes() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["cmdline"])
-            if "sparkdl.launch.child" in " ".join(p.info["cmdline"] or [])]
+    return [p.pid for p in psutil.process_iter(["name"])
+            if p.info["name"] == RANK_NAME]
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import keras
 import numpy as np
 import psutil
 
+from sparkdl.launch.zygote import RANK_NAME, ZYGOTE_NAME
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 MiB = 1 << 20
@@ -175,7 +177,9 @@ def read_phase_times(out_dir: str) -> dict[int, dict[str, Any]]:
 
 def process_role(proc: psutil.Process) -> str:
     cmd = " ".join(proc.cmdline())
-    if "sparkdl.launch.child" in cmd or "horovod.spark.task" in cmd or "gloo_exec_fn" in cmd:
+    if proc.name() == ZYGOTE_NAME:
+        return "zygote"
+    if proc.name() == RANK_NAME or "horovod.spark.task" in cmd or "gloo_exec_fn" in cmd:
         return "rank"
     if proc.name().startswith("java"):
         return "jvm"
@@ -186,7 +190,7 @@ def process_role(proc: psutil.Process) -> str:
 
 class PeakMemory:
     """Peak RSS (MiB) per role in this process tree: driver (this process), jvm, python worker,
-    rank; sampled in a thread every `interval` seconds while the `with` block runs."""
+    zygote, rank; sampled in a thread every `interval` seconds while the `with` block runs."""
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval

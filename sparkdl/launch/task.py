@@ -1,16 +1,14 @@
-"""Executor side of a barrier job: set up Horovod's Gloo environment and run a rank's child process.
+"""Executor side of a barrier job: set up Horovod's Gloo environment and run a rank's process.
 
 Imported by Spark Python workers; needs pyspark's BarrierTaskContext but no SparkSession.
 """
 from __future__ import annotations
 
 import collections
-import ctypes
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,6 +23,7 @@ from sparkdl.launch.channel import CHANNEL_ENV, RANK_ENV, SECRET_ENV, ChannelCli
 from sparkdl.launch.gpus import rank_env, task_gpus
 from sparkdl.launch.heartbeat import HEARTBEAT_ENV, read_progress
 from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, rendezvous_secret, slot_plan
+from sparkdl.launch.zygote import RankProcess, zygote
 
 TAIL_LINES = 40
 
@@ -56,10 +55,12 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
     """The barrier stage's mapInArrow function: one row in, the rank's pickled result out as a
     RESULT_SCHEMA batch. `payload.value` is the pickled fn (a Broadcast, or inline bytes)."""
 
-    def barrier_task(_: Iterator[Any]) -> Iterator[Any]:
+    def barrier_task(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark import BarrierTaskContext
 
+        for _ in batches:  # consumed, so Spark reuses this worker and its zygote
+            pass
         ctx = BarrierTaskContext.get()
         rank = ctx.partitionId()
         hosts = [info.address.rsplit(":", 1)[0] for info in ctx.getTaskInfos()]
@@ -81,7 +82,7 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
 
 def _run_rank(ctx: Any, rank: int, hosts: list[str], payload: bytes, spec: TaskSpec) -> bytes:
     plan = slot_plan(hosts)
-    extra = {**rank_env(task_gpus(ctx), spec.use_gpu), **spec.env, CHANNEL_ENV: spec.channel,
+    extra = {**rank_env(task_gpus(ctx), spec.use_gpu), CHANNEL_ENV: spec.channel,
              SECRET_ENV: spec.secret, RANK_ENV: str(rank)}
     secret = rendezvous_secret(spec.secret)
     if rank == 0:
@@ -89,11 +90,11 @@ def _run_rank(ctx: Any, rank: int, hosts: list[str], payload: bytes, spec: TaskS
             ctx.allGather(f"{hosts[0]}:{rendezvous.port}")
             env = horovod_env(plan[rank], hosts[0], rendezvous.port, _iface_of(hosts[rank]),
                               secret)
-            return run_child(payload, {**env, **extra}, rank, hosts[rank], spec.stall_timeout)
+            return run_child(payload, {**env, **extra}, rank, hosts[rank], spec)
     address = ctx.allGather("")[0]
     host, port = address.rsplit(":", 1)
     env = horovod_env(plan[rank], host, int(port), _iface_of(hosts[rank]), secret)
-    return run_child(payload, {**env, **extra}, rank, hosts[rank], spec.stall_timeout)
+    return run_child(payload, {**env, **extra}, rank, hosts[rank], spec)
 
 
 def _iface_of(host: str) -> str | None:
@@ -108,19 +109,11 @@ def _iface_of(host: str) -> str | None:
     return None
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the Spark worker dies; no rank outlives its task."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
-              stall_timeout: float | None = None) -> bytes:
-    """Run the pickled function in a child Python, stream its output with a rank prefix, return
-    its pickled result; raise with the output's last lines when it fails, or when its
-    heartbeats stop for `stall_timeout` seconds (it is then killed)."""
+              spec: TaskSpec) -> bytes:
+    """Run the pickled function in a rank process forked from this worker's zygote, stream its
+    output with a rank prefix, return its pickled result; raise with the output's last lines when
+    it fails, or when its heartbeats stop for `spec.stall_timeout` seconds (it is then killed)."""
     workdir = tempfile.mkdtemp(prefix=f"sparkdl-rank{rank}-")
     payload_path = os.path.join(workdir, "payload.pkl")
     result_path = os.path.join(workdir, "result.pkl")
@@ -128,28 +121,25 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
     with open(payload_path, "wb") as f:
         f.write(payload)
     open(beat_path, "wb").close()
-    child_env = {**os.environ, **env, HEARTBEAT_ENV: beat_path,
-                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-                 "PYTHONUNBUFFERED": "1"}
+    python_path = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    start_env = {**os.environ, **spec.env, **python_path}  # what imports in the zygote see
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkdl.launch.child", payload_path, result_path],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=child_env, preexec_fn=_die_with_parent, text=True, errors="replace")
+    proc = zygote(start_env).fork(payload_path, result_path,
+                                  {**start_env, **env, HEARTBEAT_ENV: beat_path})
     stalled: list[tuple[float, Any]] = []  # (last beat, progress) once the watchdog ended it
-    if stall_timeout is not None:
-        threading.Thread(target=_watch_beats, args=(proc, beat_path, stall_timeout, stalled),
+    if spec.stall_timeout is not None:
+        threading.Thread(target=_watch_beats,
+                         args=(proc, beat_path, spec.stall_timeout, stalled),
                          daemon=True, name=f"sparkdl-watchdog-{rank}").start()
     try:
-        assert proc.stdout is not None
         prefix = f"[sparkdl rank {rank}] "
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
             sys.stderr.write(prefix + line)
         code = proc.wait()
         if stalled:
-            raise RankStalledError(describe_stall(rank, host, stall_timeout or 0.0, list(tail)),
-                                   *stalled[0])
+            raise RankStalledError(describe_stall(rank, host, spec.stall_timeout or 0.0,
+                                                  list(tail)), *stalled[0])
         if code != 0:
             raise RuntimeError(describe_failure(rank, host, code, list(tail)))
         with open(result_path, "rb") as f:
@@ -161,7 +151,7 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _watch_beats(proc: subprocess.Popen, beat_path: str, stall_timeout: float,
+def _watch_beats(proc: RankProcess, beat_path: str, stall_timeout: float,
                  stalled: list[tuple[float, Any]]) -> None:
     """Kill `proc` when its heartbeat file has not been touched for `stall_timeout` seconds."""
     while proc.poll() is None:

@@ -17,6 +17,7 @@ from pyspark.ml.feature import VectorAssembler
 import sparkdl
 from sparkdl import KerasModel, Store
 from sparkdl.launch import RankFailedError
+from sparkdl.launch.zygote import RANK_NAME
 
 
 class FailOnRank(keras.callbacks.Callback):
@@ -83,7 +84,7 @@ def _rank_children() -> list[psutil.Process]:
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if "sparkdl.launch.child" in " ".join(proc.cmdline()):
+            if proc.name() == RANK_NAME:
                 found.append(proc)
         except psutil.NoSuchProcess:
             continue
@@ -369,7 +370,7 @@ def _all_rank_processes() -> list[int]:
     """Rank processes anywhere on this machine (the interrupted driver was not our child; tests
     run one at a time)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if "sparkdl.launch.child" in " ".join(proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == RANK_NAME:
             found.append(proc.pid)
     return found

@@ -1,0 +1,219 @@
+"""Rank processes forked from a zygote that has imported TensorFlow once per Spark Python worker.
+
+A fresh interpreter per rank paid TensorFlow's import (3-8 s) at every launch. The Spark worker
+instead keeps one zygote process (`sparkdl.launch.zygote.serve`) that imports the modules in
+SPARKDL_PRELOAD (default: TensorFlow, Keras, Horovod's ops and sparkdl's Keras worker, none of
+them initialised) and forks each rank from it. A rank still gets its own process, environment
+and output pipe, and dies with the zygote, which dies with the worker.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import traceback
+from typing import IO, Any
+
+import cloudpickle
+
+PRELOAD_ENV = "SPARKDL_PRELOAD"
+DEFAULT_PRELOAD = ("tensorflow,keras,horovod.tensorflow,sparkdl.train.keras_worker,"
+                   "sparkdl.data.reader")
+RANK_NAME = "sparkdl-rank"  # the process name (ps, psutil) of a forked rank
+ZYGOTE_NAME = "sparkdl-zygote"
+_REPLY_TIMEOUT_S = 60.0  # a fork and a reap take milliseconds; the first reply waits the preload
+_MAX_MESSAGE = 1 << 20
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when its parent dies: no rank outlives its task."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _set_name(name: str) -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+    except OSError:
+        pass
+
+
+class RankProcess:
+    """A forked rank as its task sees it: pid, output stream and exit code (Popen's conventions:
+    a negative code is the signal that ended it)."""
+
+    def __init__(self, zygote: Zygote, pid: int, stdout: IO[str]) -> None:
+        self.zygote = zygote
+        self.pid = pid
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = int(self.zygote.reply()["exit"])
+            self.stdout.close()
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class Zygote:
+    """The worker's handle on its zygote process; one rank at a time (a worker runs one task)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c",
+             f"from sparkdl.launch.zygote import serve; serve({theirs.fileno()})"],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            preexec_fn=die_with_parent)
+        theirs.close()
+        self.sock = ours
+        self.sock.settimeout(_REPLY_TIMEOUT_S)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, payload_path: str, result_path: str, env: dict[str, str]) -> RankProcess:
+        """Fork a rank that runs the pickled function at `payload_path` with environment `env`."""
+        read_end, write_end = os.pipe()
+        try:
+            request = {"args": [payload_path, result_path], "env": env, "path": sys.path,
+                       "cwd": os.getcwd()}
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [write_end])
+        finally:
+            os.close(write_end)
+        stdout = os.fdopen(read_end, "r", errors="replace")
+        try:
+            return RankProcess(self, int(self.reply()["pid"]), stdout)
+        except BaseException:
+            stdout.close()
+            raise
+
+    def reply(self) -> dict[str, Any]:
+        try:
+            message = self.sock.recv(_MAX_MESSAGE)
+        except TimeoutError:
+            message = b""
+        if not message:
+            self.close()
+            raise RuntimeError(f"sparkdl's zygote process (pid {self.proc.pid}) stopped answering"
+                               f" (exit code {self.proc.poll()}); see the executor's stderr")
+        return json.loads(message)
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+
+_zygote: Zygote | None = None
+
+
+def zygote(env: dict[str, str]) -> Zygote:
+    """This worker's zygote, started with `env` (what the preloaded modules read at import time);
+    a new one replaces it when that environment changes or it has died."""
+    global _zygote
+    if _zygote is None or _zygote.env != env or not _zygote.alive():
+        if _zygote is not None:
+            _zygote.close()
+        _zygote = Zygote(env)
+    return _zygote
+
+
+def _preload() -> None:
+    for name in filter(None, os.environ.get(PRELOAD_ENV, DEFAULT_PRELOAD).split(",")):
+        try:
+            importlib.import_module(name.strip())
+        except Exception as exc:  # the rank imports what it needs itself
+            print(f"sparkdl zygote: could not preload {name}: {exc!r}", file=sys.stderr)
+
+
+def serve(fd: int) -> None:
+    """The zygote's loop: for each request fork a rank, answer its pid, reap it, answer its exit
+    code. Ends when the worker closes its end."""
+    _set_name(ZYGOTE_NAME)
+    sock = socket.socket(fileno=fd)
+    _preload()
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 1)
+        except OSError:
+            return
+        if not message:
+            return
+        request = json.loads(message)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _become_rank(fds[0], request)
+        os.close(fds[0])
+        sock.send(json.dumps({"pid": pid}).encode())
+        _, status = os.waitpid(pid, 0)
+        sock.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
+
+
+def _become_rank(out_fd: int, request: dict[str, Any]) -> None:
+    """In the forked child: take the rank's output pipe, environment, sys.path and directory, run
+    its function, and exit without returning to the zygote's loop."""
+    code = 1
+    try:
+        die_with_parent()
+        _set_name(RANK_NAME)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        os.close(out_fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[:] = request["path"]
+        os.chdir(request["cwd"])
+        _reseed()
+        run_payload(*request["args"])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # skip interpreter teardown (TensorFlow and Horovod take about 0.6 s to unwind)
+        os._exit(code)
+
+
+def _reseed() -> None:
+    """Forked ranks would otherwise share the zygote's random state."""
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+
+
+def run_payload(payload_path: str, result_path: str) -> None:
+    """Run the cloudpickled (fn, args, kwargs) at `payload_path`; write its pickled return value
+    to `result_path` atomically."""
+    with open(payload_path, "rb") as f:
+        fn, args, kwargs = cloudpickle.load(f)
+    result = fn(*args, **kwargs)
+    with open(result_path + ".tmp", "wb") as f:
+        cloudpickle.dump(result, f)
+    os.replace(result_path + ".tmp", result_path)
