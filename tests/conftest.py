@@ -1,10 +1,13 @@
 """Shared fixtures: one local[2] SparkSession for the whole run, a Spark Connect session served
-by it (same executors), and a temporary Store root."""
+by it (same executors), a temporary Store root, and an S3-API server."""
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -65,3 +68,35 @@ def session(request):
 def store_root(tmp_path):
     """A fresh directory for a Store; removed with tmp_path."""
     return str(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def s3_options(tmp_path_factory):
+    """fsspec options for a fresh S3-API server (moto's) on 127.0.0.1 with the bucket `sparkdl`."""
+    import boto3
+
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start; see {log.name}") from None
+                time.sleep(0.2)
+        options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint,
+                   "client_kwargs": {"region_name": "us-east-1"}}
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="sparkdl")
+        yield options
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo
 from sparkdl.data.profile import Profile, profile_columns
 from sparkdl.data.schema import FLOAT_DTYPES, column_of, inspect_columns, storage_column
+from sparkdl.data.writer import WRITTEN_SCHEMA, make_part_writer
 from sparkdl.launch.session import session_of
 from sparkdl.store import Store
 
@@ -251,6 +252,9 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
         columns.append(F.when(split.is_val, "val").otherwise("train").alias(_SPLIT_COL))
     selected = df.select(*columns)
     selected = selected.coalesce(files) if merge else selected.repartition(files)
+    if not store.spark_writes:
+        _write_with_fsspec(selected, store, tmp, specs, split)
+        return
     writer = selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
     if split is None:
         writer.parquet(store.spark_url(f"{tmp}/train"))
@@ -262,6 +266,19 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
         written = f"{tmp}/{_SPLIT_COL}={name}"
         if store.exists(written):
             store.move(written, f"{tmp}/{name}")
+
+
+def _write_with_fsspec(selected: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],
+                       split: _Validation | None) -> None:
+    """The executors write each partition through the store's fsspec filesystem; files that no
+    successful task reported (left by a failed attempt) are removed."""
+    group_rows = max(1, ROW_GROUP_BYTES // max(1, sum(spec.row_bytes for spec in specs)))
+    write = make_part_writer(store, tmp, _SPLIT_COL if split is not None else None, group_rows)
+    written = {row.file for row in selected.mapInArrow(write, WRITTEN_SCHEMA).collect()}
+    for name in ("train", "val"):
+        for part in _parts(store, f"{tmp}/{name}"):
+            if part not in written:
+                store.delete(part)
 
 
 def _split_info(store: Store, path: str, num_proc: int, what: str) -> SplitInfo:

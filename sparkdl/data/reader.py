@@ -21,6 +21,8 @@ from petastorm.reader import Reader
 from petastorm.workers_pool import EmptyResultError
 from petastorm.workers_pool.thread_pool import ThreadPool
 from petastorm.workers_pool.ventilator import ConcurrentVentilator
+from pyarrow.filesystem import DaskFileSystem
+from pyarrow.filesystem import FileSystem as LegacyFileSystem
 
 from sparkdl.data.batching import Rebatcher
 from sparkdl.data.meta import ColumnSpec, DatasetMeta
@@ -150,6 +152,17 @@ class _SliceWorker(ArrowReaderWorker):
         self.publish_func(table.slice(first, stop - first))
 
 
+class _LegacyFsspec(DaskFileSystem):
+    """An fsspec filesystem as the legacy pyarrow.filesystem that petastorm 0.13 needs on
+    pyarrow 14 (pyarrow's own S3FSWrapper calls an s3fs API that no longer exists)."""
+
+    def isdir(self, path: str) -> bool:
+        return self.fs.isdir(path)
+
+    def isfile(self, path: str) -> bool:
+        return self.fs.isfile(path)
+
+
 class _ShardReader(Reader):
     """petastorm's Reader over one rank's rows: the row groups that hold its range of the split
     (laid end to end in (file, row group) order), each cut to its part by `_SliceWorker`.
@@ -163,6 +176,10 @@ class _ShardReader(Reader):
         self._slices: dict[int, tuple[int, int]] = {}
         filesystem, dataset_path = get_filesystem_and_path_or_paths(
             normalize_dir_url(url), storage_options=storage_options)
+        if not isinstance(filesystem, LegacyFileSystem):
+            # an fsspec store (s3://, ...): petastorm 0.13 opens it with ParquetDataset keywords
+            # that pyarrow 14 accepts only with a legacy pyarrow.filesystem
+            filesystem = _LegacyFsspec(filesystem)
         super().__init__(filesystem, dataset_path, worker_class=_SliceWorker,
                          reader_pool=ThreadPool(workers, 2 * workers, seed=seed), seed=seed,
                          shuffle_row_groups=shuffle, num_epochs=1, cache=NullCache(),

@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 # Top-level folders the store creates and is therefore allowed to delete from.
 MANAGED_AREAS = ("data", "runs", "models")
-# Hadoop's S3 connector only speaks s3a://; fsspec (s3fs) accepts both.
-_SPARK_SCHEMES = {"s3": "s3a"}
+# Filesystems every Spark distribution writes without an extra connector.
+_HADOOP_SCHEMES = ("hdfs", "viewfs")
 
 
 class Store:
@@ -78,12 +78,16 @@ class Store:
     # ---- URLs for other readers/writers ---------------------------------------------------
 
     def spark_url(self, path: str) -> str:
-        """URL for Spark's readers/writers: file:///abs for local and dbfs stores."""
+        """URL for Spark's writers (see `spark_writes`): file:///abs for local and dbfs stores."""
         native = self._native(path)
-        if self._location.is_local:
-            return "file://" + native
-        scheme, rest = native.split("://", 1)
-        return f"{_SPARK_SCHEMES.get(scheme, scheme)}://{rest}"
+        return "file://" + native if self._location.is_local else native
+
+    @property
+    def spark_writes(self) -> bool:
+        """Whether Spark writes this store's data itself (local, dbfs:/, hdfs://); on any other
+        filesystem the executors write it through fsspec with `storage_options`, so Spark
+        needs no connector (such as Hadoop's S3A) or credentials of its own."""
+        return self._location.is_local or self._location.protocol in _HADOOP_SCHEMES
 
     def petastorm_url(self, path: str) -> str:
         """URL for petastorm.make_batch_reader (pass `storage_options` alongside)."""
@@ -97,7 +101,9 @@ class Store:
     # ---- file operations -------------------------------------------------------------------
 
     def exists(self, path: str) -> bool:
-        return self._filesystem().exists(self._native(path))
+        fs, target = self._filesystem(), self._native(path)
+        fs.invalidate_cache(target)  # other processes (executors, ranks) write here too
+        return fs.exists(target)
 
     def makedirs(self, path: str) -> None:
         self._filesystem().makedirs(self._native(path), exist_ok=True)
@@ -105,6 +111,7 @@ class Store:
     def listdir(self, path: str) -> list[str]:
         """Sorted base names of the entries of a directory; [] when it does not exist."""
         fs, target = self._filesystem(), self._native(path)
+        fs.invalidate_cache(target)
         if not fs.isdir(target):
             return []
         return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(target, detail=False))

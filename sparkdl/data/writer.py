@@ -1,0 +1,87 @@
+"""Executor side of materialize for stores Spark has no connector for (s3://, gs://, ...): each
+task writes its partition as one Parquet file per split through the Store's fsspec filesystem.
+
+Imported by Spark Python workers; needs no SparkSession.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sparkdl.store import Store
+
+WRITTEN_SCHEMA = "file string, rows long"
+
+
+class _SplitFile:
+    """One split's Parquet file of a task, written a row group at a time."""
+
+    def __init__(self, store: Store, path: str, schema: pa.Schema, group_rows: int) -> None:
+        self.path = path
+        self.group_rows = group_rows
+        self.rows = 0
+        self._out = store.open(path, "wb")  # an object store publishes it whole, on close
+        self._writer = pq.ParquetWriter(self._out, schema)
+        self._pending: list[pa.Table] = []
+
+    def add(self, rows: pa.Table) -> None:
+        self._pending.append(rows)
+        self.rows += rows.num_rows
+        if sum(t.num_rows for t in self._pending) >= self.group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending),
+                                     row_group_size=self.group_rows)
+            self._pending = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        self._out.close()
+
+
+def make_part_writer(store: Store, directory: str, split_col: str | None,
+                     group_rows: int) -> Callable[[Iterator[pa.RecordBatch]],
+                                                  Iterator[pa.RecordBatch]]:
+    """The mapInArrow function writing a partition under `directory`/{train,val} (by the value of
+    `split_col`; all to train without one) in row groups of `group_rows` rows; yields one
+    WRITTEN_SCHEMA row per file. Only files a successful task reports are data: the driver
+    removes what a failed attempt left."""
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        files: dict[str, _SplitFile] = {}
+        try:
+            for batch in batches:
+                for split, part in _by_split(batch, split_col):
+                    if split not in files:
+                        files[split] = _SplitFile(store, f"{directory}/{split}/{name}",
+                                                  part.schema, group_rows)
+                    files[split].add(part)
+        finally:
+            for file in files.values():
+                file.close()
+        yield pa.RecordBatch.from_pydict({"file": [f.path for f in files.values()],
+                                          "rows": [f.rows for f in files.values()]},
+                                         schema=pa.schema([("file", pa.string()),
+                                                           ("rows", pa.int64())]))
+
+    return write
+
+
+def _by_split(batch: pa.RecordBatch, split_col: str | None) -> Iterator[tuple[str, pa.Table]]:
+    rows = pa.Table.from_batches([batch])
+    if split_col is None:
+        yield "train", rows
+        return
+    split, rest = rows.column(split_col), rows.drop_columns([split_col])
+    for name in ("train", "val"):
+        part = rest.filter(pc.equal(split, name))
+        if part.num_rows:
+            yield name, part
