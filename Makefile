@@ -5,13 +5,15 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-spark35 demo bench cluster-up cluster-down lint clean
+.PHONY: venv test test-spark35 test-install demo bench cluster-up cluster-down lint clean
 
 venv:
 	@VENV=$(VENV) bash scripts/bootstrap.sh
 
+# CI's command: the suite, then the Spark 3.5 smoke subset
 test: venv
 	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory test-spark35
 
 # Spark 3.5 LTS smoke subset in .venv-spark35 (pyspark 3.5 over .venv's packages)
 VENV35 ?= .venv-spark35
@@ -25,6 +27,10 @@ SPARK35_SMOKE := \
 test-spark35: venv
 	VENV=$(VENV) VENV35=$(VENV35) bash scripts/spark35_venv.sh
 	PYSPARK_PYTHON=$(PY35) PYSPARK_DRIVER_PYTHON=$(PY35) $(PY35) -m pytest $(SPARK35_SMOKE)
+
+# sparkdl installed as the README's init script does, over another runtime's pyspark/TensorFlow
+test-install:
+	bash scripts/install_check.sh $(subst tests/,,$(SPARK35_SMOKE))
 
 demo: venv
 	$(PY) examples/digits_cnn.py
