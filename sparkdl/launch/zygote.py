@@ -27,7 +27,7 @@ DEFAULT_PRELOAD = ("tensorflow,keras,horovod.tensorflow,sparkdl.train.keras_work
                    "sparkdl.data.reader")
 RANK_NAME = "sparkdl-rank"  # the process name (ps, psutil) of a forked rank
 ZYGOTE_NAME = "sparkdl-zygote"
-_REPLY_TIMEOUT_S = 60.0  # a fork and a reap take milliseconds; the first reply waits the preload
+_REPLY_TIMEOUT_S = 300.0  # the first reply waits for the preload (TensorFlow) on a busy host
 _MAX_MESSAGE = 1 << 20
 
 
