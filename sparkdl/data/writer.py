@@ -27,18 +27,20 @@ class _SplitFile:
         self._out = store.open(path, "wb")  # an object store publishes it whole, on close
         self._writer = pq.ParquetWriter(self._out, schema)
         self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def add(self, rows: pa.Table) -> None:
         self._pending.append(rows)
+        self._pending_rows += rows.num_rows
         self.rows += rows.num_rows
-        if sum(t.num_rows for t in self._pending) >= self.group_rows:
+        if self._pending_rows >= self.group_rows:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             self._writer.write_table(pa.concat_tables(self._pending),
                                      row_group_size=self.group_rows)
-            self._pending = []
+            self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
         self._flush()
