@@ -120,9 +120,11 @@ def check_gpus(session: Any, use_gpu: bool | None) -> None:
             f"{_EXECUTOR_GPUS}, {_TASK_GPUS}=1 and a GPU discovery script "
             "(spark.executor.resource.gpu.discoveryScript or the workers'), or use_gpu=None to "
             "run on CPU")
-    with_gpus = [e for e in session.executors() or [] if e.gpus]
-    if with_gpus:
+    # the setting first: executors of a just-started cluster may not have registered yet
+    gpus = float(session.conf(_EXECUTOR_GPUS, "0") or 0) or max(
+        (e.gpus for e in session.executors() or []), default=0)
+    if gpus:
         raise ValueError(
-            f"the executors have GPUs ({with_gpus[0].gpus} each) but {_TASK_GPUS} is not set, "
+            f"the executors have GPUs ({gpus:g} each) but {_TASK_GPUS} is not set, "
             "so Spark assigns them to no task and every rank would use the same ones; set "
             f"{_TASK_GPUS}=1 (one GPU per rank), or use_gpu=False to run on CPU")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sparkdl.launch.gpus import inference_device, rank_env
-from sparkdl.launch.slots import Executor, Slots, check_num_proc, count_slots
+from sparkdl.launch.slots import Executor, Slots, check_gpus, check_num_proc, count_slots
 
 
 def test_ranks_at_once_are_the_fewer_of_cpu_and_gpu_slots():
@@ -25,6 +25,29 @@ def test_num_proc_above_the_gpu_slots_fails_naming_both_counts():
                                          r"spark.task.resource.gpu.amount\)"):
         check_num_proc(3, Slots(cpu=16, gpu=2))
     assert check_num_proc(None, Slots(cpu=16, gpu=2)) == 2
+
+
+class _Session:
+    """A session's GPU settings and live executors, the only parts `check_gpus` reads."""
+
+    def __init__(self, conf: dict[str, str], executors: list[Executor]) -> None:
+        self._conf, self._executors = conf, executors
+
+    def conf(self, key: str, default: str | None = None) -> str | None:
+        return self._conf.get(key, default)
+
+    def executors(self) -> list[Executor]:
+        return self._executors
+
+
+def test_executor_gpus_without_task_gpus_fail_before_the_executors_register():
+    executor_gpus = {"spark.executor.resource.gpu.amount": "1"}
+    for session in (_Session(executor_gpus, []), _Session({}, [Executor(4, 1)])):
+        with pytest.raises(ValueError, match=r"the executors have GPUs \(1 each\) but "
+                                             r"spark.task.resource.gpu.amount is not set"):
+            check_gpus(session, None)
+        check_gpus(session, False)  # CPU on purpose: fine
+    check_gpus(_Session({}, [Executor(4, 0)]), None)
 
 
 def test_a_rank_sees_exactly_its_tasks_gpus_with_memory_growth():
