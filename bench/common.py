@@ -23,8 +23,6 @@ import keras
 import numpy as np
 import psutil
 
-from sparkdl.launch.zygote import RANK_NAME, ZYGOTE_NAME
-
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 MiB = 1 << 20
@@ -176,6 +174,9 @@ def read_phase_times(out_dir: str) -> dict[int, dict[str, Any]]:
 # --- memory ---------------------------------------------------------------------------------
 
 def process_role(proc: psutil.Process) -> str:
+    # imported here: peer_task.py imports this module in .venv-peer, which has no sparkdl
+    from sparkdl.launch.zygote import RANK_NAME, ZYGOTE_NAME
+
     cmd = " ".join(proc.cmdline())
     if proc.name() == ZYGOTE_NAME:
         return "zygote"
