@@ -56,7 +56,7 @@ def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mappi
 
 def _combine(name: str, values: list[Any]) -> Any:
     """Partitions' aggregates into the whole DataFrame's: least of minima, greatest of maxima,
-    sum of counts (None where no partition had a value)."""
+    sum of counts; None where no partition had a value (0 rows where there was no partition)."""
     present = [v for v in values if v is not None]
     if not present:
         return 0 if name == "rows" else None
