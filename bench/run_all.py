@@ -134,7 +134,7 @@ def data_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str) ->
                                 f"(both writers): driver {mem.peaks.get('driver', 0):,.0f}, "
                                 f"JVM {mem.peaks.get('jvm', 0):,.0f}")))
         else:
-            part = "shuffle=" not in what.split(",")[0]  # where the reader's time goes
+            part = not what.startswith("read (shuffle=")  # where the reader's time goes
             rows.append(Row(f"P2 {what.replace('read ', 'reader ')}",
                             ours=f"{r['rows'] / ours:,.0f} rows/s",
                             limit=f"{r['rows'] / base:,.0f} rows/s", ratio=base / ours,

@@ -42,11 +42,11 @@ def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mappi
     # The partition id is projected first: a non-deterministic grouping key is refused.
     groups = df.withColumn(_PARTITION, F.spark_partition_id()).groupBy(_PARTITION).agg(
         *exprs).drop(_PARTITION).collect()
-    found = {name: _combine(name, [group[name] for group in groups])
-             for name in (groups[0].asDict() if groups else {"rows": 0})}
-    rows = found["rows"]
-    if rows == 0:
+    if not groups:
         raise ValueError("DataFrame has no rows; expected at least one row to materialize")
+    found = {name: _combine(name, [group[name] for group in groups])
+             for name in groups[0].asDict()}
+    rows = found["rows"]
     columns = {name: _resolve(spec, found, f"c{i}", f"{roles[name]} column {name!r}", rows)
                for i, (name, spec) in enumerate(specs.items())}
     if validation_col is not None:
@@ -56,10 +56,10 @@ def profile_columns(df: DataFrame, specs: Mapping[str, ColumnSpec], roles: Mappi
 
 def _combine(name: str, values: list[Any]) -> Any:
     """Partitions' aggregates into the whole DataFrame's: least of minima, greatest of maxima,
-    sum of counts; None where no partition had a value (0 rows where there was no partition)."""
+    sum of counts; None where no partition had a value."""
     present = [v for v in values if v is not None]
     if not present:
-        return 0 if name == "rows" else None
+        return None
     pick = min if "_min" in name else max if "_max" in name else sum
     return pick(present)
 
