@@ -127,6 +127,7 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
     proc = zygote(start_env).fork(payload_path, result_path,
                                   {**start_env, **env, HEARTBEAT_ENV: beat_path})
     stalled: list[tuple[float, Any]] = []  # (last beat, progress) once the watchdog ended it
+    os.utime(beat_path)  # the stall clock starts now, not before a cold zygote's preload
     if spec.stall_timeout is not None:
         threading.Thread(target=_watch_beats,
                          args=(proc, beat_path, spec.stall_timeout, stalled),
