@@ -190,12 +190,18 @@ def _release_app_data() -> None:
 
 
 def num_files(rows: int, row_bytes: int, num_proc: int, parallelism: int) -> int:
-    """Files per split: a multiple of num_proc, files at most MAX_FILE_BYTES, and enough
-    tasks to use the cluster as long as files stay over MIN_FILE_BYTES."""
-    total = rows * row_bytes
-    by_size = math.ceil(total / (num_proc * MAX_FILE_BYTES))
-    by_parallelism = min(math.ceil(parallelism / num_proc), total // (num_proc * MIN_FILE_BYTES))
-    return num_proc * max(1, by_size, by_parallelism)
+    """Files per split when rows are spread round-robin: a multiple of num_proc, files at most
+    MAX_FILE_BYTES, and at least `write_tasks` of them."""
+    by_size = num_proc * math.ceil(rows * row_bytes / (num_proc * MAX_FILE_BYTES))
+    return max(by_size, write_tasks(rows, row_bytes, num_proc, parallelism))
+
+
+def write_tasks(rows: int, row_bytes: int, num_proc: int, parallelism: int) -> int:
+    """Write tasks that use the cluster as long as each writes over MIN_FILE_BYTES: a multiple
+    of num_proc. Partitions holding rows at least that many are written without a shuffle."""
+    by_parallelism = min(math.ceil(parallelism / num_proc),
+                         rows * row_bytes // (num_proc * MIN_FILE_BYTES))
+    return num_proc * max(1, by_parallelism)
 
 
 def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, profile: Profile,
@@ -203,20 +209,22 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
     """Write into a hidden temporary directory, then rename it to the key's directory."""
     final, tmp = store.data_dir(key), store.path("data", f".{key}.tmp-{uuid.uuid4().hex}")
     row_bytes = sum(spec.row_bytes for spec in profile.columns.values())
-    files = num_files(profile.rows, row_bytes, num_proc,
-                      session_of(df.sparkSession).parallelism())
+    parallelism = session_of(df.sparkSession).parallelism()
+    files = num_files(profile.rows, row_bytes, num_proc, parallelism)
+    file_rows = max(1, MAX_FILE_BYTES // max(1, row_bytes))
     logger.info("materializing %d rows (~%.1f MiB) into %d files per split at %s",
                 profile.rows, profile.rows * row_bytes / 2**20, files, final)
     specs = list(profile.columns.values())
     try:
-        # enough partitions with rows: merge them without a shuffle; else (or when a split
-        # then came out with fewer than num_proc files) spread the rows round-robin
-        merged = profile.partitions >= files
+        # enough partitions with rows to keep the cluster busy: merge them without a shuffle
+        # (a big one is cut into files of at most MAX_FILE_BYTES); else (or when a split then
+        # came out with fewer than num_proc files) spread the rows round-robin
+        merged = profile.partitions >= write_tasks(profile.rows, row_bytes, num_proc, parallelism)
         if merged:
-            _write_parquet(df, store, tmp, specs, split, files, merge=True)
+            _write_parquet(df, store, tmp, specs, split, files, file_rows, merge=True)
         if not merged or _fewer_files(store, tmp, split, num_proc):
             store.delete(tmp)
-            _write_parquet(df, store, tmp, specs, split, files, merge=False)
+            _write_parquet(df, store, tmp, specs, split, files, file_rows, merge=False)
         store.delete(final)  # a directory without metadata is a leftover of a crashed write
         store.move(tmp, final)
     except BaseException:
@@ -244,18 +252,20 @@ def _parts(store: Store, path: str) -> list[str]:
 
 
 def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],
-                   split: _Validation | None, files: int, merge: bool) -> None:
-    """Write `files` files per split: `df`'s partitions merged (no shuffle) or its rows spread
-    round-robin. Columns and the split are computed first, on the input's own partitions."""
+                   split: _Validation | None, files: int, file_rows: int, merge: bool) -> None:
+    """Write per split `df`'s partitions merged into at most `files` (no shuffle) or its rows
+    spread round-robin over `files`; no file holds over `file_rows` rows. Columns and the split
+    are computed first, on the input's own partitions."""
     columns = [storage_column(df, spec) for spec in specs]
     if split is not None:
         columns.append(F.when(split.is_val, "val").otherwise("train").alias(_SPLIT_COL))
     selected = df.select(*columns)
     selected = selected.coalesce(files) if merge else selected.repartition(files)
     if not store.spark_writes:
-        _write_with_fsspec(selected, store, tmp, specs, split)
+        _write_with_fsspec(selected, store, tmp, specs, split, file_rows)
         return
-    writer = selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
+    writer = (selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
+              .option("maxRecordsPerFile", str(file_rows)))
     if split is None:
         writer.parquet(store.spark_url(f"{tmp}/train"))
         return
@@ -269,11 +279,12 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
 
 
 def _write_with_fsspec(selected: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],
-                       split: _Validation | None) -> None:
+                       split: _Validation | None, file_rows: int) -> None:
     """The executors write each partition through the store's fsspec filesystem; files that no
     successful task reported (left by a failed attempt) are removed."""
     group_rows = max(1, ROW_GROUP_BYTES // max(1, sum(spec.row_bytes for spec in specs)))
-    write = make_part_writer(store, tmp, _SPLIT_COL if split is not None else None, group_rows)
+    write = make_part_writer(store, tmp, _SPLIT_COL if split is not None else None, group_rows,
+                             file_rows)
     written = {row.file for row in selected.mapInArrow(write, WRITTEN_SCHEMA).collect()}
     for name in ("train", "val"):
         for part in _parts(store, f"{tmp}/{name}"):

@@ -48,29 +48,39 @@ class _SplitFile:
         self._out.close()
 
 
-def make_part_writer(store: Store, directory: str, split_col: str | None,
-                     group_rows: int) -> Callable[[Iterator[pa.RecordBatch]],
-                                                  Iterator[pa.RecordBatch]]:
+def make_part_writer(store: Store, directory: str, split_col: str | None, group_rows: int,
+                     file_rows: int) -> Callable[[Iterator[pa.RecordBatch]],
+                                                 Iterator[pa.RecordBatch]]:
     """The mapInArrow function writing a partition under `directory`/{train,val} (by the value of
-    `split_col`; all to train without one) in row groups of `group_rows` rows; yields one
-    WRITTEN_SCHEMA row per file. Only files a successful task reports are data: the driver
-    removes what a failed attempt left."""
+    `split_col`; all to train without one) in row groups of `group_rows` rows and files of at
+    most `file_rows` rows; yields one WRITTEN_SCHEMA row per file. Only files a successful task
+    reports are data: the driver removes what a failed attempt left."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        name = f"part-{uuid.uuid4().hex}.parquet"
+        name = f"part-{uuid.uuid4().hex}"
         files: dict[str, _SplitFile] = {}
+        done: list[_SplitFile] = []
         try:
             for batch in batches:
                 for split, part in _by_split(batch, split_col):
-                    if split not in files:
-                        files[split] = _SplitFile(store, f"{directory}/{split}/{name}",
-                                                  part.schema, group_rows)
-                    files[split].add(part)
+                    while part.num_rows:
+                        if split not in files:
+                            files[split] = _SplitFile(
+                                store, f"{directory}/{split}/{name}-{len(done)}.parquet",
+                                part.schema, group_rows)
+                        file = files[split]
+                        room = file_rows - file.rows
+                        file.add(part.slice(0, room))
+                        part = part.slice(room)
+                        if file.rows >= file_rows:
+                            file.close()
+                            done.append(files.pop(split))
         finally:
             for file in files.values():
                 file.close()
-        yield pa.RecordBatch.from_pydict({"file": [f.path for f in files.values()],
-                                          "rows": [f.rows for f in files.values()]},
+        done += files.values()
+        yield pa.RecordBatch.from_pydict({"file": [f.path for f in done],
+                                          "rows": [f.rows for f in done]},
                                          schema=pa.schema([("file", pa.string()),
                                                            ("rows", pa.int64())]))
 

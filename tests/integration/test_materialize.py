@@ -243,3 +243,19 @@ def test_enough_partitions_are_merged_without_a_shuffle_keeping_num_proc_files(s
     assert (split.train.files, split.val.files) == (2, 2)
     assert sorted(pq.read_table(split.val_path).column("x").to_pylist()) == list(range(30))
     assert split.train_rows == 370
+
+
+def test_few_big_partitions_are_cut_into_files_without_a_shuffle(spark, store, monkeypatch):
+    import sparkdl.data.materialize as mat
+
+    monkeypatch.setattr(mat, "MAX_FILE_BYTES", 400)  # 100 rows of one float32 per file
+    df = spark.range(0, 400, numPartitions=2).select(F.col("id").cast("double").alias("x"))
+    spark.sparkContext.setJobGroup("sparkdl-cut-test", "materialize 2 partitions")
+    try:
+        meta = materialize(df, store, "x", "x", num_proc=2)
+        write_stages = _last_job_stages(spark, "sparkdl-cut-test")
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert write_stages == 1  # 2 partitions keep local[2] busy: no round-robin shuffle
+    assert (meta.train.files, meta.train_rows) == (4, 400)
+    assert sorted(pq.read_table(meta.train_path).column("x").to_pylist()) == list(range(400))
