@@ -18,6 +18,7 @@ from common import BENCH_DIR, PeakMemory, mlp
 DIM = 64
 SIZES = (200_000, 1_000_000, 5_000_000)
 FLAT = 0.2  # per-row cost within +-20 % of its mean across sizes
+WARM_UP_RUNS = 3
 
 
 def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
@@ -39,18 +40,21 @@ def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
 
     figures: dict[str, dict[int, tuple[float, float]]] = {"P1": {}, "P2": {}, "P5": {}}
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-        # warm-up on 50k rows: JVM code paths, the reader's pool, Python workers with the model
-        warm, store = generated(50_000), Store.create(os.path.join(tmp, "warm-up"))
-        meta = materialize(warm, store, "features", "label", num_proc=2)
-        for _ in open_shard_dataset(store.petastorm_url(meta.train_path), 0, 1, 1024, meta=meta,
-                                    shuffle=True, num_epochs=1):
-            pass
+        # warm-up: the JVM's JIT takes several runs (materialize of 200k rows took 4.7, 3.8
+        # and 2.9 s in a row here), the reader's pool, Python workers with the model
+        store = Store.create(os.path.join(tmp, "warm-up"))
+        for _ in range(WARM_UP_RUNS):
+            meta = materialize(generated(200_000), store, "features", "label", num_proc=2)
+            for _ in open_shard_dataset(store.petastorm_url(meta.train_path), 0, 1, 1024,
+                                        meta=meta, shuffle=True, num_epochs=1):
+                pass
+            meta.release()
+        warm = generated(50_000)
         model = KerasEstimator(
             model=mlp(DIM, [512, 512]), optimizer=keras.optimizers.Adam(1e-3),
             loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
             store=store, num_proc=1, batch_size=256, epochs=1, verbose=0).fit(warm)
         model.transform(warm).write.format("noop").mode("overwrite").save()
-        meta.release()
         for rows in sizes:
             store = Store.create(os.path.join(tmp, str(rows)))
             source = generated(rows)

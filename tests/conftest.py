@@ -3,23 +3,17 @@ by it (same executors), a temporary Store root, and an S3-API server."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from ports import free_port
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +26,7 @@ def spark():
         builder = (builder.config("spark.plugins",
                                   "org.apache.spark.sql.connect.SparkConnectPlugin")
                    .config("spark.connect.grpc.binding.address", "127.0.0.1")
-                   .config("spark.connect.grpc.binding.port", str(_free_port())))
+                   .config("spark.connect.grpc.binding.port", str(free_port())))
     session = (
         builder.master("local[2]")
         .appName("sparkdl-tests")
@@ -75,7 +69,7 @@ def s3_options(tmp_path_factory):
     """fsspec options for a fresh S3-API server (moto's) on 127.0.0.1 with the bucket `sparkdl`."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
                                str(port)], stdout=log, stderr=subprocess.STDOUT)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
@@ -26,6 +26,7 @@ from sparkdl.launch.rendezvous import JobRendezvous, horovod_env, rendezvous_sec
 from sparkdl.launch.zygote import RankProcess, zygote
 
 TAIL_LINES = 40
+OUTPUT_DRAIN_S = 5.0  # after a rank's exit, for its last output still in the pipe
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,16 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
         threading.Thread(target=_watch_beats,
                          args=(proc, beat_path, spec.stall_timeout, stalled),
                          daemon=True, name=f"sparkdl-watchdog-{rank}").start()
+    # Output is forwarded beside the wait for the exit code: a rank that closes its output
+    # does not end early, and a child process it left holding the pipe does not hold the task.
+    forward = threading.Thread(target=_forward, args=(proc.stdout, f"[sparkdl rank {rank}] ", tail),
+                               daemon=True, name=f"sparkdl-output-{rank}")
+    forward.start()
     try:
-        prefix = f"[sparkdl rank {rank}] "
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            sys.stderr.write(prefix + line)
         code = proc.wait()
+        forward.join(OUTPUT_DRAIN_S)
+        if not forward.is_alive():
+            proc.stdout.close()
         if stalled:
             raise RankStalledError(describe_stall(rank, host, spec.stall_timeout or 0.0,
                                                   list(tail)), *stalled[0])
@@ -150,6 +155,13 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
             proc.kill()
             proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _forward(stdout: IO[str], prefix: str, tail: collections.deque[str]) -> None:
+    """Copy a rank's output lines to the task's stderr with `prefix`, keeping the last ones."""
+    for line in stdout:
+        tail.append(line.rstrip("\n"))
+        sys.stderr.write(prefix + line)
 
 
 def _watch_beats(proc: RankProcess, beat_path: str, stall_timeout: float,

@@ -60,9 +60,9 @@ class RankProcess:
         return self.returncode
 
     def wait(self) -> int:
+        """The exit code, once the rank has ended (however long it runs)."""
         if self.returncode is None:
-            self.returncode = int(self.zygote.reply()["exit"])
-            self.stdout.close()
+            self.returncode = int(self.zygote.reply(patient=True)["exit"])
         return self.returncode
 
     def kill(self) -> None:
@@ -107,11 +107,17 @@ class Zygote:
             stdout.close()
             raise
 
-    def reply(self) -> dict[str, Any]:
-        try:
-            message = self.sock.recv(_MAX_MESSAGE)
-        except TimeoutError:
-            message = b""
+    def reply(self, patient: bool = False) -> dict[str, Any]:
+        """The zygote's next answer; `patient`: wait as long as the zygote lives (a rank's exit
+        code comes when the rank ends), else at most _REPLY_TIMEOUT_S."""
+        while True:
+            try:
+                message = self.sock.recv(_MAX_MESSAGE)
+                break
+            except TimeoutError:
+                if not (patient and self.alive()):
+                    message = b""
+                    break
         if not message:
             self.close()
             raise RuntimeError(f"sparkdl's zygote process (pid {self.proc.pid}) stopped answering"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO / "scripts" / "cluster.sh"
@@ -32,12 +33,6 @@ PYTHON = sys.executable  # the venv's python: drivers and executors must run the
 WORKERS = 2
 UP_TIMEOUT_S = 60
 TAIL_LINES = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:
@@ -120,7 +115,7 @@ class StandaloneCluster:
                        timeout: float = 90.0) -> Iterator[str]:
         """A Spark Connect server (a driver of this cluster) on a free port; yields its
         sc:// URL once it accepts connections, and stops it after."""
-        port = _free_port()
+        port = free_port()
         cmd = self._command({"spark.connect.grpc.binding.address": "127.0.0.1",
                              "spark.connect.grpc.binding.port": str(port), **(conf or {})},
                             "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
@@ -221,7 +216,7 @@ def _describe(procs: list[psutil.Process]) -> str:
 def standalone_cluster(tmp_path_factory) -> Iterator[StandaloneCluster]:
     """A master and two workers (1 core, 2g each) on free ports; torn down without leftovers."""
     state_dir = tmp_path_factory.mktemp("sparkdl-cluster")
-    master_port, ui_port = _free_port(), _free_port()
+    master_port, ui_port = free_port(), free_port()
     env = {
         **os.environ,
         "SPARK_HOME": _spark_home(),

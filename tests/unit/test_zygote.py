@@ -1,13 +1,17 @@
-"""Ranks forked from a worker's zygote: own environment, output, random state and exit code."""
+"""Ranks forked from a worker's zygote: own environment, output, random state and exit code;
+a task waits for its rank's exit, not for the end of its output."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
 import cloudpickle
 import pytest
 
+import sparkdl.launch.zygote as zygote_module
+from sparkdl.launch.task import TaskSpec, run_child
 from sparkdl.launch.zygote import PRELOAD_ENV, RANK_NAME, zygote
 
 
@@ -71,3 +75,44 @@ def test_a_changed_start_environment_or_a_dead_zygote_gets_a_new_one(tmp_path):
         third.proc.kill()
         third.proc.wait()
         third.reply()
+
+
+def _leave_a_child_holding_the_output(pid_file):
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with open(pid_file, "w") as f:
+        f.write(str(child.pid))
+    print("rank done")
+    return 42
+
+
+def _close_output_and_work(seconds):
+    os.close(1)
+    os.close(2)
+    time.sleep(seconds)
+    return 7
+
+
+def _spec(**env):
+    return TaskSpec(channel="unused", secret="unused", env={PRELOAD_ENV: "", **env})
+
+
+def test_a_child_left_holding_the_rank_output_does_not_hold_its_task(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    payload = cloudpickle.dumps((_leave_a_child_holding_the_output, (str(pid_file),), {}))
+    start = time.monotonic()
+    try:
+        result = run_child(payload, {}, 0, "127.0.0.1", _spec())
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert cloudpickle.loads(result) == 42
+    assert time.monotonic() - start < 60  # the child sleeps 120 s
+
+
+def test_a_rank_that_closes_its_output_runs_past_the_reply_timeout(monkeypatch):
+    monkeypatch.setattr(zygote_module, "_REPLY_TIMEOUT_S", 1.0)
+    payload = cloudpickle.dumps((_close_output_and_work, (3.0,), {}))
+    spec = _spec(SPARKDL_TEST_ZYGOTE="short-timeout")  # a new zygote, with the short timeout
+    assert cloudpickle.loads(run_child(payload, {}, 0, "127.0.0.1", spec)) == 7
