@@ -1,7 +1,7 @@
 """Scale curve: P1 (materialize), P2 (shard reader, shuffled) and P5 (transform) at growing row
-counts x 64 floats. Cost per row should stay within +-20 % across sizes and peak memory flat (the
-reader's is bounded by its shuffle window, not the data). Prints a table and saves a PNG of
-rows/s and peak MiB against rows.
+counts x 64 floats, the median of 3 runs each. Cost per row should stay within +-20 % across
+sizes and peak memory flat (the reader's is bounded by its shuffle window, not the data).
+Prints a table and saves a PNG of rows/s and peak MiB against rows.
 
     make bench BENCH_ARGS=--scale        # or: .venv/bin/python bench/bench_scale.py --rows ...
 """
@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from common import BENCH_DIR, PeakMemory, mlp
+
+from sparkdl.data.materialize import materialize
+from sparkdl.data.reader import open_shard_dataset
 
 DIM = 64
 SIZES = (200_000, 1_000_000, 5_000_000)
 FLAT = 0.2  # per-row cost within +-20 % of its mean across sizes
 WARM_UP_RUNS = 3
+REPEAT = 3  # runs per stage and size; this machine's speed varies between runs
 
 
 def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
@@ -28,8 +34,6 @@ def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
     from pyspark.sql import functions as F
 
     from sparkdl import KerasEstimator, Store
-    from sparkdl.data.materialize import materialize
-    from sparkdl.data.reader import open_shard_dataset
 
     def generated(rows: int) -> Any:
         """Rows made as they are read, not cached: the input costs the same per row at any
@@ -56,31 +60,48 @@ def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
             store=store, num_proc=1, batch_size=256, epochs=1, verbose=0).fit(warm)
         model.transform(warm).write.format("noop").mode("overwrite").save()
         for rows in sizes:
-            store = Store.create(os.path.join(tmp, str(rows)))
-            source = generated(rows)
-            with PeakMemory() as mem:
-                start = time.perf_counter()
-                meta = materialize(source, store, "features", "label", num_proc=2)
-                seconds = time.perf_counter() - start
-            figures["P1"][rows] = (rows / seconds, mem.peaks.get("jvm", 0.0))
-            with PeakMemory() as mem:
-                start = time.perf_counter()
-                read_rows = sum(len(labels) for _, labels in open_shard_dataset(
-                    store.petastorm_url(meta.train_path), 0, 1, 1024, meta=meta, shuffle=True,
-                    num_epochs=1))
-                seconds = time.perf_counter() - start
-            assert read_rows == rows, (read_rows, rows)
-            figures["P2"][rows] = (rows / seconds, mem.peaks["driver"])
-            with PeakMemory() as mem:
-                start = time.perf_counter()
-                model.transform(source).write.format("noop").mode("overwrite").save()
-                seconds = time.perf_counter() - start
-            figures["P5"][rows] = (rows / seconds, mem.peaks.get("python worker", 0.0))
-            meta.release()
+            for stage, figure in _one_size(rows, Store.create(os.path.join(tmp, str(rows))),
+                                           generated(rows), model).items():
+                figures[stage][rows] = figure
     os.makedirs(out_dir, exist_ok=True)
     plot = os.path.join(out_dir, "scale.png")
     _plot(figures, sizes, plot)
     return _table(figures, sizes) + f"\n\nplot: {plot}"
+
+
+def _one_size(rows: int, store: Any, source: Any, model: Any) -> dict[str, tuple[float, float]]:
+    """P1, P2 and P5 on `rows` rows: (rows/s, peak MiB) each."""
+
+    metas: list[Any] = []
+    p1 = _measured(rows, "jvm", lambda: metas.append(
+        materialize(source, store, "features", "label", num_proc=2)))
+    for meta in metas[:-1]:
+        meta.release()
+    meta = metas[-1]
+
+    def read() -> None:
+        read_rows = sum(len(labels) for _, labels in open_shard_dataset(
+            store.petastorm_url(meta.train_path), 0, 1, 1024, meta=meta, shuffle=True,
+            num_epochs=1))
+        assert read_rows == rows, (read_rows, rows)
+
+    p2 = _measured(rows, "driver", read)
+    p5 = _measured(rows, "python worker", lambda: model.transform(
+        source).write.format("noop").mode("overwrite").save())
+    meta.release()
+    return {"P1": p1, "P2": p2, "P5": p5}
+
+
+def _measured(rows: int, role: str, run: Callable[[], None]) -> tuple[float, float]:
+    """rows/s of the median of REPEAT runs, and the peak MiB of `role` over them."""
+    seconds, peak = [], 0.0
+    for _ in range(REPEAT):
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - start)
+        peak = max(peak, mem.peaks.get(role, 0.0))
+    return rows / statistics.median(seconds), peak
 
 
 _WHAT = {"P1": ("materialize", "JVM"),

@@ -21,6 +21,7 @@ SECRET_ENV = "SPARKDL_CHANNEL_SECRET"
 RANK_ENV = "SPARKDL_RANK"
 _CONNECT_TIMEOUT_S = 10.0
 HELLO_TIMEOUT_S = 10.0
+_SERVE_POLL_S = 0.05
 MAX_LINE_BYTES = 1 << 20  # one message; a longer line is dropped
 
 
@@ -79,7 +80,10 @@ class DriverChannel:
         self._server = _Server((advertise_host, 0), self.secret, hello_timeout)
         self.bound_host = self._server.server_address[0]
         self.address = f"{advertise_host}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+        # shutdown() waits up to one poll interval (socketserver's default, 0.5 s, was a tenth
+        # of a small fit's overhead)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": _SERVE_POLL_S}, daemon=True,
                                         name="sparkdl-channel")
 
     def __enter__(self) -> DriverChannel:
@@ -90,6 +94,10 @@ class DriverChannel:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        """Make a waiting `get` return now (with a message of type "wake")."""
+        self._server.inbox.put({"type": "wake"})
 
     def get(self, timeout: float) -> dict[str, Any] | None:
         """Next message, or None when none arrives within `timeout` seconds."""

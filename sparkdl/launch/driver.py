@@ -119,7 +119,7 @@ class _BarrierJob:
             with DriverChannel(advertise_host=self.session.driver_host()) as channel:
                 spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env,
                                 stall_timeout=self.stall_timeout, use_gpu=self.use_gpu)
-                thread = threading.Thread(target=self._submit, args=(shipped, spec),
+                thread = threading.Thread(target=self._submit, args=(shipped, spec, channel.wake),
                                           daemon=True, name=self.group)
                 thread.start()
                 try:
@@ -142,9 +142,9 @@ class _BarrierJob:
             log.warning("job group %s still running %.0fs after its cancellation", self.group,
                         _CANCEL_WAIT_S)
 
-    def _submit(self, shipped: Any, spec: TaskSpec) -> None:
+    def _submit(self, shipped: Any, spec: TaskSpec, done: Callable[[], None]) -> None:
         """One barrier stage of num_proc single-row partitions (mapInArrow: a Spark Connect
-        session has no RDDs); partition i is rank i."""
+        session has no RDDs); partition i is rank i. `done` wakes the watching thread at the end."""
         try:
             with self.session.job_group(self.group, self.description):
                 task = make_barrier_task(shipped, spec)
@@ -153,6 +153,8 @@ class _BarrierJob:
             self.outcome["results"] = [bytes(row[0]) for row in rows]
         except BaseException as exc:  # handed to the watching thread
             self.outcome["error"] = exc
+        finally:
+            done()
 
     def _watch(self, thread: threading.Thread, channel: DriverChannel, start_timeout: float,
                timeout: float | None, on_message: Callable[[int, Any], None] | None
@@ -160,7 +162,10 @@ class _BarrierJob:
         """Follow the job until it ends; the error to raise, or None when it succeeded."""
         t0 = time.monotonic()
         while thread.is_alive():
-            self._handle(channel.get(_POLL_S), on_message)
+            msg = channel.get(_POLL_S)
+            if msg is not None and msg.get("type") == "wake":
+                break  # the job has ended and its outcome is set
+            self._handle(msg, on_message)
             if self.failures:
                 self._drain(channel, on_message, settle=_FAILURE_SETTLE_S)
                 return self._rank_error()
