@@ -64,7 +64,8 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     structure = _structure(meta)
     # The generator yields blocks of batches, (n, batch, ...), split in C++ into batches: one
     # Python round trip per block instead of per batch. Slicing blocks with flat_map took
-    # 0.6-0.8x the time of unbatch() here (200k rows x 64 floats, batches of 1024).
+    # 0.65-0.76x the time of unbatch() on blocks in memory (200k rows x 64 floats, batches of
+    # 1024), and the fastest pass of the whole reader 0.81-0.91x.
     signature = _nest(structure, {c.name: tf.TensorSpec((None, None, *c.shape),
                                                         tf.as_dtype(c.dtype)) for c in columns})
     names = [c.name for c in columns]
