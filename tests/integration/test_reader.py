@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -117,3 +119,41 @@ def test_bad_arguments_fail_before_reading(written, kwargs, message):
     kwargs = {"batch_size": 8, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
         open_shard_dataset(url, kwargs["rank"], kwargs["size"], kwargs["batch_size"], meta=meta)
+
+
+_FAULTS_SCRIPT = """
+import resource, sys
+import numpy as np, tensorflow as tf
+from sparkdl.data.meta import DatasetMeta
+from sparkdl.data.reader import open_shard_dataset
+from sparkdl.store import Store
+
+def faults_of_big_arrays():
+    np.ones(2 << 20, np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        np.ones(2 << 20, np.float32)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+for _ in tf.data.Dataset.from_generator(lambda: iter([0]), output_types=tf.int64):
+    pass
+after_tensorflow = faults_of_big_arrays()
+store = Store.create(sys.argv[1])
+meta = DatasetMeta.load(store, sys.argv[2])
+for _ in open_shard_dataset(store.petastorm_url(meta.train_path), 0, 2, 64, meta=meta,
+                            num_epochs=1):
+    pass
+print(after_tensorflow, faults_of_big_arrays())
+"""
+
+
+def test_reading_leaves_big_allocations_served_from_freed_memory(written):
+    # The first generator dataset a process iterates pins glibc's mmap threshold at 128 KiB
+    # (TensorFlow's guard against RSS growth): every 8 MiB array is then fresh memory, faulted
+    # in page by page. The reader lifts that for the rank's blocks, batches and model steps.
+    _, meta = written
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, meta.store.root, meta.key],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    after_tensorflow, after_reader = map(int, out.stdout.split())
+    assert after_reader * 10 < after_tensorflow, (after_reader, after_tensorflow)
