@@ -266,6 +266,9 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
         return
     writer = (selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
               .option("maxRecordsPerFile", str(file_rows)))
+    for spec in specs:
+        if spec.shape and spec.dtype.startswith("float"):  # see writer.dictionary_columns
+            writer = writer.option(f"parquet.enable.dictionary#{spec.name}.list.element", "false")
     if split is None:
         writer.parquet(store.spark_url(f"{tmp}/train"))
         return

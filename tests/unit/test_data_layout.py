@@ -58,3 +58,18 @@ def test_part_writer_cuts_a_partition_into_files_of_at_most_file_rows():
     assert train.column("x").to_pylist() == [x for x in range(35) if x % 7 != 6]
     footers = [pq.read_metadata(store.open(r["file"])) for r in by_split["train"]]
     assert max(f.row_group(g).num_rows for f in footers for g in range(f.num_row_groups)) == 4
+
+
+def test_part_writer_keeps_dictionaries_for_all_but_float_arrays():
+    store = Store.create(f"memory://sparkdl-writer-{uuid.uuid4().hex}")
+    write = make_part_writer(store, store.path("out"), None, group_rows=100, file_rows=100)
+    batch = pa.RecordBatch.from_pydict({
+        "features": pa.array([[0.5, 1.5]] * 20, pa.list_(pa.float32())),
+        "tokens": pa.array([[1, 2]] * 20, pa.list_(pa.int32())),
+        "label": pa.array([1.0] * 20, pa.float32())})
+    [file] = pa.Table.from_batches(list(write(iter([batch])))).column("file").to_pylist()
+    group = pq.read_metadata(store.open(file)).row_group(0)
+    assert {group.column(i).path_in_schema: any("DICTIONARY" in e
+                                                for e in group.column(i).encodings)
+            for i in range(group.num_columns)} == {
+        "features.list.element": False, "tokens.list.element": True, "label": True}
