@@ -68,7 +68,7 @@ def _checks(column: Column, spec: ColumnSpec, prefix: str) -> list[Column]:
     """Aggregations for one column: nulls, then per nesting level min/max size and null elements."""
     exprs = [_count_true(column.isNull()).alias(f"{prefix}_nulls")]
     if spec.kind == "vector":
-        sizes = F.size(vector_to_array(column))
+        sizes = F.size(F.when(column.isNotNull(), vector_to_array(column)))  # it fails on null
         return exprs + [F.min(sizes).alias(f"{prefix}_min1"), F.max(sizes).alias(f"{prefix}_max1")]
     for level in range(1, len(spec.shape) + 1):
         if level == 1:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import array_to_vector
+from pyspark.ml.linalg import Vectors
 from pyspark.sql import functions as F
 
 from sparkdl.data.materialize import materialize
@@ -192,6 +193,13 @@ def test_null_array_elements_and_all_train_validation_are_rejected(spark, store)
         materialize(frame, store, "arr", "id", num_proc=1)
     with pytest.raises(ValueError, match="validation column 'fold' marks 0 of 1 rows"):
         materialize(frame.filter("id = 2"), store, "arr", "id", validation="fold", num_proc=1)
+    assert _data_entries(store) == []
+
+
+def test_null_vectors_are_counted_as_nulls(spark, store):
+    frame = spark.createDataFrame([(Vectors.dense([1.0, 2.0]), 1.0), (None, 2.0)], ["v", "y"])
+    with pytest.raises(ValueError, match=r"feature column 'v' has 1 null value\(s\) in 2 rows"):
+        materialize(frame, store, "v", "y", num_proc=1)
     assert _data_entries(store) == []
 
 
