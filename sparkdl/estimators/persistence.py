@@ -7,6 +7,7 @@ can write (local, hdfs://, dbfs:/, s3a://) works.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from pyspark.ml.util import (
@@ -19,6 +20,8 @@ from pyspark.ml.util import (
 )
 
 from sparkdl.launch.session import session_of
+
+logger = logging.getLogger(__name__)
 
 BLOBS = "blobs"
 
@@ -50,7 +53,10 @@ class BlobParamsWriter(MLWriter):
             (self.sparkSession.createDataFrame(rows, "name string, data binary").coalesce(1)
              .write.parquet(f"{path}/{BLOBS}"))
         except BaseException:
-            session.delete(path)  # no half-written stage (the path was free)
+            try:
+                session.delete(path)  # no half-written stage (the path was free)
+            except Exception:  # e.g. a scheme only Spark reads: the save's own error matters
+                logger.warning("could not remove the half-written %s", path, exc_info=True)
             raise
 
 

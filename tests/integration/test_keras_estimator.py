@@ -276,3 +276,10 @@ def test_a_failed_save_leaves_nothing_behind(spark, store_root, tmp_path):
     with pytest.raises(TypeError, match="cannot save the estimator"):
         _estimator(store_root, callbacks=[_Unpicklable()]).write().save(path)
     assert not os.path.exists(path)
+
+
+def test_a_save_spark_cannot_write_raises_sparks_error_not_the_cleanups(session, store_root):
+    with pytest.raises(Exception) as failed:
+        _estimator(store_root).write().save("nosuchscheme://bucket/model")
+    assert "nosuchscheme" in str(failed.value)
+    assert "store url" not in str(failed.value)  # the cleanup's error (Connect's fsspec)
