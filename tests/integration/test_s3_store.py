@@ -6,6 +6,8 @@ import pytest
 from keras_helpers import accuracy, assembled_df, make_estimator
 
 from sparkdl import Store
+from sparkdl.data.materialize import _write_with_fsspec
+from sparkdl.data.meta import ColumnSpec
 
 
 def _s3_store(options, name):
@@ -62,3 +64,15 @@ def test_fit_on_an_s3_store_materializes_checkpoints_and_resumes_there(spark, s3
                              cache_key="s3-fit").fit(df)
     assert resumed.getHistory()["epoch"] == [4]
     assert resumed.getRunHistory()["epoch"] == [1, 2, 3, 4]
+
+
+def test_s3_parts_that_no_successful_task_reported_are_removed(spark, s3_options):
+    """What a failed task attempt left (here: a part file put there before the write) is not
+    data: only the parts the successful tasks report stay."""
+    store = _s3_store(s3_options, "attempts")
+    tmp = store.path("data", ".ds-x.tmp-1")
+    store.write_bytes(f"{tmp}/train/part-failed-attempt-0.parquet", b"half an upload")
+    rows = spark.range(40).selectExpr("cast(id as float) as x").repartition(2)
+    _write_with_fsspec(rows, store, tmp, [ColumnSpec("x", "float32", (), "scalar")], None, 100)
+    parts = store.listdir(f"{tmp}/train")
+    assert len(parts) == 2 and "part-failed-attempt-0.parquet" not in parts
