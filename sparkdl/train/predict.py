@@ -120,11 +120,11 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
                 model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
                                          compile=False)
             _models[key] = forward_fn(model, spec.input_shapes, device)
-            freeze_heap()
+            _freeze_heap()
         return _models[key]
 
 
-def freeze_heap() -> None:
+def _freeze_heap() -> None:
     """Keep the objects that exist now (TensorFlow's modules, the model) out of every later
     garbage collection.
 
