@@ -2,6 +2,7 @@
 pyspark's `predict_batch_udf` on the same model, rows and batch size.
 
     .venv/bin/python bench/bench_infer.py --rows 51200 204800 1000000   # P5 at several sizes
+    .venv/bin/python bench/bench_infer.py --rows 204800 --partitions 200  # many small tasks
 """
 from __future__ import annotations
 
@@ -115,6 +116,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[51_200, 204_800, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="input partitions (default: 2 per core; a shuffle's default is 200)")
     args = parser.parse_args()
     spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
              .config("spark.driver.memory", "6g").getOrCreate())
@@ -124,7 +127,7 @@ def main() -> None:
         fitted = None
         for rows in args.rows:
             npz, parquet = make_dataset(os.path.join(tmp, str(rows)), rows, 64)
-            df = features_df(spark, parquet)
+            df = features_df(spark, parquet, partitions=args.partitions)
             if fitted is None:  # one epoch of the P4 model: inference speed needs no accuracy
                 fitted = KerasEstimator(
                     model=mlp(64, [512, 512]), optimizer=keras.optimizers.Adam(1e-3),
