@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from common import BENCH_DIR, PeakMemory, mlp
+from common import BENCH_DIR, PeakMemory, mlp, run_json
 
 from sparkdl.data.materialize import materialize
-from sparkdl.data.reader import open_shard_dataset
 
 DIM = 64
 SIZES = (200_000, 1_000_000, 5_000_000)
@@ -45,20 +45,18 @@ def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
     figures: dict[str, dict[int, tuple[float, float]]] = {"P1": {}, "P2": {}, "P5": {}}
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         # warm-up: the JVM's JIT takes several runs (materialize of 200k rows took 4.7, 3.8
-        # and 2.9 s in a row here), the reader's pool, Python workers with the model
+        # and 2.9 s in a row here), Python workers with the model
         store = Store.create(os.path.join(tmp, "warm-up"))
         for _ in range(WARM_UP_RUNS):
-            meta = materialize(generated(200_000), store, "features", "label", num_proc=2)
-            for _ in open_shard_dataset(store.petastorm_url(meta.train_path), 0, 1, 1024,
-                                        meta=meta, shuffle=True, num_epochs=1):
-                pass
-            meta.release()
-        warm = generated(50_000)
+            materialize(generated(200_000), store, "features", "label", num_proc=2).release()
         model = KerasEstimator(
             model=mlp(DIM, [512, 512]), optimizer=keras.optimizers.Adam(1e-3),
             loss="binary_crossentropy", feature_cols=["features"], label_cols=["label"],
-            store=store, num_proc=1, batch_size=256, epochs=1, verbose=0).fit(warm)
-        model.transform(warm).write.format("noop").mode("overwrite").save()
+            store=store, num_proc=1, batch_size=256, epochs=1, verbose=0).fit(generated(50_000))
+        # the transform's JVM side needs its own warm-up runs: after a single one, converting
+        # the vectors cost 1.17 us per row at the first size measured and 0.76 at its next runs
+        for _ in range(WARM_UP_RUNS):
+            model.transform(generated(200_000)).write.format("noop").mode("overwrite").save()
         for rows in sizes:
             for stage, figure in _one_size(rows, Store.create(os.path.join(tmp, str(rows))),
                                            generated(rows), model).items():
@@ -79,17 +77,24 @@ def _one_size(rows: int, store: Any, source: Any, model: Any) -> dict[str, tuple
         meta.release()
     meta = metas[-1]
 
-    def read() -> None:
-        read_rows = sum(len(labels) for _, labels in open_shard_dataset(
-            store.petastorm_url(meta.train_path), 0, 1, 1024, meta=meta, shuffle=True,
-            num_epochs=1))
-        assert read_rows == rows, (read_rows, rows)
-
-    p2 = _measured(rows, "driver", read)
+    p2 = _read_in_a_rank_process(rows, store, meta.key)
     p5 = _measured(rows, "python worker", lambda: model.transform(
         source).write.format("noop").mode("overwrite").save())
     meta.release()
     return {"P1": p1, "P2": p2, "P5": p5}
+
+
+def _read_in_a_rank_process(rows: int, store: Any, key: str) -> tuple[float, float]:
+    """rows/s of the median of REPEAT shuffled passes and the peak MiB of a fresh process that
+    only reads (`reader_task.py`), as a rank does: not the driver, whose memory holds what every
+    earlier stage left."""
+    out = run_json([sys.executable, os.path.join(BENCH_DIR, "reader_task.py"), store.url, key,
+                    "--batch-size", "1024", "--repeat", str(REPEAT)])
+    if "error" in out:
+        raise RuntimeError(out["error"])
+    if out["rows"] != rows:
+        raise RuntimeError(f"the reader read {out['rows']} rows; expected {rows}")
+    return rows / statistics.median(out["seconds"]), out["maxrss_mib"]
 
 
 def _measured(rows: int, role: str, run: Callable[[], None]) -> tuple[float, float]:
@@ -110,9 +115,11 @@ _WHAT = {"P1": ("materialize", "JVM"),
 
 def _table(figures: dict[str, dict[int, tuple[float, float]]], sizes: tuple[int, ...]) -> str:
     """Per stage: rows/s, us per row and peak MiB at each size; the spread of the cost per row
-    (and, for the reader, of its peak memory) around their means, against +-20 %."""
+    (and, for the reader, of its peak memory) around their means, against +-20 %; the cost split
+    into a fixed part per run and a part per row."""
     lines = ["| stage | " + " | ".join(f"{n:,} rows" for n in sizes)
-             + " | per-row cost | peak memory |", "|---|" + "---|" * (len(sizes) + 2)]
+             + " | per-row cost | fixed + per row | peak memory |",
+             "|---|" + "---|" * (len(sizes) + 3)]
     for stage, by_size in figures.items():
         name, where = _WHAT[stage]
         cost, memory = (_spread([1e6 / by_size[n][0] for n in sizes]),
@@ -121,9 +128,24 @@ def _table(figures: dict[str, dict[int, tuple[float, float]]], sizes: tuple[int,
                  f"MiB" for n in sizes]
         memory_cell = f"+-{memory:.0%} " + (("ok" if memory <= FLAT else "MISSED")
                                             if stage == "P2" else "(not a target)")
+        split = _fixed_and_per_row([(n, n / by_size[n][0]) for n in sizes])
+        split_cell = f"{split[0]:.2f} s + {split[1] * 1e6:.2f} us" if split else "n/a"
         lines.append(f"| {stage} {name} (peak: {where}) | " + " | ".join(cells)
-                     + f" | +-{cost:.0%} {'ok' if cost <= FLAT else 'MISSED'} | {memory_cell} |")
+                     + f" | +-{cost:.0%} {'ok' if cost <= FLAT else 'MISSED'} | {split_cell} | "
+                     f"{memory_cell} |")
     return "\n".join(lines)
+
+
+def _fixed_and_per_row(runs: list[tuple[int, float]]) -> tuple[float, float] | None:
+    """Least-squares fit of seconds = fixed + rows x per_row over (rows, seconds): what of the
+    per-row spread a cost paid once per run explains. None for fewer than two sizes."""
+    if len({n for n, _ in runs}) < 2:
+        return None
+    mean_rows = sum(n for n, _ in runs) / len(runs)
+    mean_seconds = sum(t for _, t in runs) / len(runs)
+    per_row = (sum((n - mean_rows) * (t - mean_seconds) for n, t in runs)
+               / sum((n - mean_rows) ** 2 for n, _ in runs))
+    return mean_seconds - per_row * mean_rows, per_row
 
 
 def _spread(values: list[float]) -> float:
