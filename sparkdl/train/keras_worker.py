@@ -57,7 +57,12 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     keras.utils.set_random_seed(spec.seed + rank)
 
     from sparkdl.data.sharding import steps_per_epoch
-    from sparkdl.train.callbacks import CheckpointCallback, HeartbeatCallback, ProgressCallback
+    from sparkdl.train.callbacks import (
+        CheckpointCallback,
+        EpochTensorBoard,
+        HeartbeatCallback,
+        ProgressCallback,
+    )
     from sparkdl.train.checkpoint import (
         copy_optimizer_state,
         load_latest_checkpoint,
@@ -106,7 +111,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     if rank == 0:
         callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
-                      keras.callbacks.TensorBoard(log_dir=logs_dir)]
+                      EpochTensorBoard(log_dir=logs_dir)]
     callbacks.append(HeartbeatCallback())
     heartbeat(force=True)  # model built, checkpoint restored, datasets open
     history = model.fit(
