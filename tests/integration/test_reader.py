@@ -10,13 +10,15 @@ import threading
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 
 from sparkdl.data.materialize import materialize
-from sparkdl.data.reader import open_dataset, open_shard_dataset
+from sparkdl.data.reader import ROW_GROUPS_AHEAD, _ShardReader, open_dataset, open_shard_dataset
 from sparkdl.data.sharding import steps_per_epoch
 from sparkdl.store import Store
 
@@ -115,6 +117,27 @@ def test_datasets_run_without_the_autotuning_thread(written):
     url, meta = written
     assert open_shard_dataset(url, 0, 1, 16, meta=meta).options().autotune.enabled is False
     assert open_dataset(url, 16, meta=meta).options().autotune.enabled is False
+
+
+def test_row_groups_in_flight_stay_bounded(tmp_path):
+    """With a slow consumer, workers read ahead at most ROW_GROUPS_AHEAD row groups beyond one
+    each: the reader's memory is bounded by that, not by petastorm's 3 per worker."""
+    table = pa.table({"x": np.arange(400, dtype=np.float32)})
+    pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=10)  # 40 row groups
+    reader = _ShardReader(f"file://{tmp_path}", 0, 1, shuffle=False, seed=None, workers=2,
+                          storage_options=None)
+    in_flight = []
+    try:
+        for _ in reader:
+            time.sleep(0.005)
+            ventilator = reader.ventilator
+            in_flight.append(ventilator._ventilated_items_count
+                             - ventilator._processed_items_count)
+    finally:
+        reader.stop()
+        reader.join()
+    assert len(in_flight) == 40
+    assert max(in_flight) == 2 + ROW_GROUPS_AHEAD  # petastorm's own bound: 8
 
 
 @pytest.mark.parametrize("kwargs, message", [
