@@ -3,8 +3,8 @@ each a newly opened shuffled dataset read once (all rows, one shard).
 
   reader_task.py STORE_URL DATA_KEY --batch-size 1024 --repeat 3
 
-Prints one JSON line: seconds per timed pass, rows per pass, and the process's RSS once
-TensorFlow and the reader are imported and its peak over all passes (MiB).
+Prints one JSON line: seconds per timed pass, rows per pass, and the process's peak RSS over
+all passes (MiB), TensorFlow included.
 """
 from __future__ import annotations
 
@@ -13,14 +13,11 @@ import json
 import resource
 import time
 
-import psutil
 import tensorflow  # noqa: F401  (a rank has it loaded before its reader starts)
 
 from sparkdl import Store
 from sparkdl.data.meta import DatasetMeta
 from sparkdl.data.reader import open_shard_dataset
-
-MiB = 1 << 20
 
 
 def main() -> None:
@@ -34,7 +31,6 @@ def main() -> None:
     meta = DatasetMeta.load(store, args.key)
     if meta is None:
         raise SystemExit(f"no materialized data under key {args.key!r} in {args.store}")
-    started_mib = psutil.Process().memory_info().rss / MiB
 
     def one_pass() -> int:
         return sum(len(labels) for _, labels in open_shard_dataset(
@@ -47,7 +43,7 @@ def main() -> None:
         start = time.perf_counter()
         rows = one_pass()
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds, "rows": rows, "started_mib": started_mib,
+    print(json.dumps({"seconds": seconds, "rows": rows,
                       "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
           flush=True)
 

@@ -121,7 +121,7 @@ def test_datasets_run_without_the_autotuning_thread(written):
 
 def test_row_groups_in_flight_stay_bounded(tmp_path):
     """With a slow consumer, workers read ahead at most ROW_GROUPS_AHEAD row groups beyond one
-    each: the reader's memory is bounded by that, not by petastorm's 3 per worker."""
+    each: the reader's memory is bounded by that, not by petastorm's 3 more per worker."""
     table = pa.table({"x": np.arange(400, dtype=np.float32)})
     pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=10)  # 40 row groups
     reader = _ShardReader(f"file://{tmp_path}", 0, 1, shuffle=False, seed=None, workers=2,
@@ -137,7 +137,7 @@ def test_row_groups_in_flight_stay_bounded(tmp_path):
         reader.stop()
         reader.join()
     assert len(in_flight) == 40
-    assert max(in_flight) == 2 + ROW_GROUPS_AHEAD  # petastorm's own bound: 8
+    assert max(in_flight) <= 2 + ROW_GROUPS_AHEAD  # petastorm's own bound: 8
 
 
 @pytest.mark.parametrize("kwargs, message", [
