@@ -141,11 +141,8 @@ def _fixed_and_per_row(runs: list[tuple[int, float]]) -> tuple[float, float] | N
     per-row spread a cost paid once per run explains. None for fewer than two sizes."""
     if len({n for n, _ in runs}) < 2:
         return None
-    mean_rows = sum(n for n, _ in runs) / len(runs)
-    mean_seconds = sum(t for _, t in runs) / len(runs)
-    per_row = (sum((n - mean_rows) * (t - mean_seconds) for n, t in runs)
-               / sum((n - mean_rows) ** 2 for n, _ in runs))
-    return mean_seconds - per_row * mean_rows, per_row
+    per_row, fixed = statistics.linear_regression([n for n, _ in runs], [t for _, t in runs])
+    return fixed, per_row
 
 
 def _spread(values: list[float]) -> float:
