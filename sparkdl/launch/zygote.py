@@ -79,11 +79,12 @@ class Zygote:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # no preexec_fn: Popen then runs the process's fork handlers, and gRPC's (a Spark Connect
+        # client's) crash the child before exec; the zygote ties itself to this process instead
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-c",
-             f"from sparkdl.launch.zygote import serve; serve({theirs.fileno()})"],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
-            preexec_fn=die_with_parent)
+            [sys.executable, "-u", "-c", "from sparkdl.launch.zygote import serve; "
+             f"serve({theirs.fileno()}, {os.getpid()})"],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         self.sock = ours
         self.sock.settimeout(_REPLY_TIMEOUT_S)
@@ -153,9 +154,12 @@ def _preload() -> None:
             print(f"sparkdl zygote: could not preload {name}: {exc!r}", file=sys.stderr)
 
 
-def serve(fd: int) -> None:
+def serve(fd: int, worker_pid: int) -> None:
     """The zygote's loop: for each request fork a rank, answer its pid, reap it, answer its exit
-    code. Ends when the worker closes its end."""
+    code. Ends when the worker closes its end or dies."""
+    die_with_parent()
+    if os.getppid() != worker_pid:  # the worker died before the line above
+        return
     _set_name(ZYGOTE_NAME)
     sock = socket.socket(fileno=fd)
     _preload()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
+from concurrent import futures
 
 import cloudpickle
+import grpc
+import psutil
 import pytest
 
 import sparkdl.launch.zygote as zygote_module
 from sparkdl.launch.task import TaskSpec, run_child
-from sparkdl.launch.zygote import PRELOAD_ENV, RANK_NAME, zygote
+from sparkdl.launch.zygote import PRELOAD_ENV, RANK_NAME, ZYGOTE_NAME, zygote
 
 
 def _rank_body(tag):
@@ -46,6 +50,45 @@ def test_each_rank_gets_its_env_output_and_fresh_random_state_and_preloaded_modu
     assert all(s[1] for s in seen)  # imported once in the zygote, not by the rank
     assert seen[0][2] != seen[1][2]  # forked ranks do not repeat each other's random numbers
     assert {s[3] for s in seen} == {RANK_NAME}  # what ps and psutil show
+
+
+def test_a_zygote_starts_beside_a_busy_grpc_client(tmp_path):
+    """A Spark Connect client's gRPC threads in the starting process: forking with Popen's
+    preexec_fn ran gRPC's fork handlers, which crashed the zygote before exec."""
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(4)]
+    try:
+        for channel in channels:
+            channel.subscribe(lambda state: None, try_to_connect=True)
+        for attempt in range(3):
+            start_env = {**os.environ, PRELOAD_ENV: "", "SPARKDL_TEST_ZYGOTE": f"grpc{attempt}"}
+            proc, result = _fork(tmp_path, f"g{attempt}", abs, -attempt, start_env=start_env)
+            assert _finish(proc) == (0, "")
+            assert cloudpickle.loads(result.read_bytes()) == attempt
+    finally:
+        for channel in channels:
+            channel.close()
+        server.stop(None)
+
+
+def test_a_killed_worker_takes_its_zygote_and_running_rank_with_it(tmp_path):
+    payload = tmp_path / "sleep.pkl"
+    payload.write_bytes(cloudpickle.dumps((time.sleep, (120,), {})))
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import os, time; from sparkdl.launch.zygote import zygote; "
+         "z = zygote({**os.environ, 'SPARKDL_PRELOAD': ''}); "
+         f"rank = z.fork({str(payload)!r}, {str(tmp_path / 'out')!r}, dict(os.environ)); "
+         "print(z.proc.pid, rank.pid, flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        processes = [psutil.Process(int(pid)) for pid in worker.stdout.readline().split()]
+        assert [p.name() for p in processes] == [ZYGOTE_NAME, RANK_NAME]
+    finally:
+        worker.kill()
+        worker.wait()
+    assert psutil.wait_procs(processes, timeout=30)[1] == []  # none left running
 
 
 def test_exit_codes_and_a_killed_rank_are_reported_and_the_zygote_serves_on(tmp_path):
