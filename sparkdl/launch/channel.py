@@ -1,4 +1,5 @@
-"""A small JSON-lines channel from ranks to the driver: start/failure notices and user messages.
+"""A small JSON-lines channel from ranks to the driver: start/failure notices and user messages,
+and values one task publishes for the job's other tasks to look up (rank 0's rendezvous address).
 
 The driver owns a TCP server (one per job, random port on the driver's address, per-job secret);
 tasks and their child processes connect as clients. A peer must send the secret within
@@ -33,20 +34,30 @@ class _Handler(socketserver.StreamRequestHandler):
             if not _authentic(self.rfile.readline(MAX_LINE_BYTES), server.secret):
                 return  # not one of this job's ranks
             self.request.settimeout(None)  # a rank may be silent for a whole epoch
-            self._read_messages(server.inbox)
+            self._read_messages(server)
         except OSError:  # timed out, reset, or closed by the server's shutdown
             return
 
-    def _read_messages(self, inbox: queue.Queue[dict[str, Any]]) -> None:
+    def _read_messages(self, server: _Server) -> None:
         while line := self.rfile.readline(MAX_LINE_BYTES):
             if not line.endswith(b"\n"):  # over the limit (or cut by EOF): skip to its end
                 while (rest := self.rfile.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
                     pass
                 continue
             try:
-                inbox.put(json.loads(line))
+                message = json.loads(line)
             except ValueError:
                 continue
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "started":
+                server.note_start(message.get("rank"))
+            if kind == "publish":
+                server.publish(str(message.get("key")), message.get("value"))
+            elif kind == "lookup":
+                value = server.lookup(str(message.get("key")), float(message.get("timeout", 0)))
+                self.wfile.write((json.dumps({"value": value}) + "\n").encode())
+            else:
+                server.inbox.put(message)
 
 
 def _authentic(hello_line: bytes, secret: str) -> bool:
@@ -69,6 +80,36 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         super().__init__(addr, _Handler)
         self.secret, self.hello_timeout = secret, hello_timeout
         self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._published: dict[str, Any] = {}
+        self._started: set[Any] = set()
+        self._changed = threading.Condition()
+        self.closed = False
+
+    def note_start(self, rank: Any) -> None:
+        """A task's start; a rank starting again means Spark runs the barrier stage again, so
+        what the last attempt's tasks published (rank 0's old address) is forgotten."""
+        with self._changed:
+            if rank in self._started:
+                self._started.clear()
+                self._published.clear()
+            self._started.add(rank)
+
+    def publish(self, key: str, value: Any) -> None:
+        with self._changed:
+            self._published[key] = value
+            self._changed.notify_all()
+
+    def lookup(self, key: str, timeout: float) -> Any:
+        """The value published under `key`; None when none comes within `timeout` seconds or
+        the channel closes first."""
+        with self._changed:
+            self._changed.wait_for(lambda: key in self._published or self.closed, timeout)
+            return self._published.get(key)
+
+    def close_lookups(self) -> None:
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
 
 
 class DriverChannel:
@@ -91,6 +132,7 @@ class DriverChannel:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._server.close_lookups()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -117,6 +159,7 @@ class ChannelClient:
         self._sock: socket.socket | None = socket.create_connection(
             (host, int(port)), timeout=_CONNECT_TIMEOUT_S)
         self._sock.settimeout(_CONNECT_TIMEOUT_S)
+        self._replies = self._sock.makefile("rb")
         self._write({"secret": secret, "rank": rank})
 
     @classmethod
@@ -130,6 +173,26 @@ class ChannelClient:
     def send(self, kind: str, **fields: Any) -> None:
         self._write({"type": kind, "rank": self.rank, **fields})
 
+    def publish(self, key: str, value: Any) -> None:
+        """Make `value` (JSON) what the job's tasks get from `lookup(key)`."""
+        self.send("publish", key=key, value=value)
+
+    def lookup(self, key: str, timeout: float) -> Any:
+        """The value a task of this job published under `key`, waiting up to `timeout` seconds
+        for it; None when none comes in time or the driver is gone."""
+        with self._lock:
+            if self._sock is None:
+                return None
+            try:
+                self._sock.settimeout(timeout + _CONNECT_TIMEOUT_S)  # the driver answers first
+                request = {"type": "lookup", "rank": self.rank, "key": key, "timeout": timeout}
+                self._sock.sendall((json.dumps(request) + "\n").encode())
+                reply = self._replies.readline(MAX_LINE_BYTES)
+                self._sock.settimeout(_CONNECT_TIMEOUT_S)
+                return json.loads(reply)["value"] if reply.endswith(b"\n") else None
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+
     def _write(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj, default=str) + "\n").encode()
         with self._lock:
@@ -142,6 +205,7 @@ class ChannelClient:
 
     def close(self) -> None:
         if self._sock is not None:
+            self._replies.close()
             self._sock.close()
             self._sock = None
 

@@ -118,7 +118,8 @@ class _BarrierJob:
         try:
             with DriverChannel(advertise_host=self.session.driver_host()) as channel:
                 spec = TaskSpec(channel=channel.address, secret=channel.secret, env=self.env,
-                                stall_timeout=self.stall_timeout, use_gpu=self.use_gpu)
+                                stall_timeout=self.stall_timeout, start_timeout=start_timeout,
+                                use_gpu=self.use_gpu)
                 thread = threading.Thread(target=self._submit, args=(shipped, spec, channel.wake),
                                           daemon=True, name=self.group)
                 thread.start()

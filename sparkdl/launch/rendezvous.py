@@ -1,6 +1,6 @@
 """Horovod's Gloo rendezvous for one barrier job: the slot plan and a job-scoped HTTP server.
 
-Rank 0's task hosts horovod's own `RendezvousServer`; it answers only the job's hosts, only
+Rank 0's task hosts horovod's own rendezvous HTTP server; it answers only the job's hosts, only
 requests carrying the job's secret, and lives exactly as long as the job's rank 0.
 
 Horovod's Gloo client sends no header we control; it builds its URLs as
@@ -12,10 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import socket
+import threading
 from collections.abc import Sequence
 
 from horovod.runner.common.util.hosts import SlotInfo
-from horovod.runner.http.http_server import RendezvousHandler, RendezvousServer
+from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer
+
+# How often the server checks for a stop, so also how long stopping it waits: Horovod's own
+# RendezvousServer polls every 0.5 s, which rank 0's task waited for after every job.
+_SERVE_POLL_S = 0.05
 
 
 def slot_plan(hosts: Sequence[str]) -> list[SlotInfo]:
@@ -93,22 +98,30 @@ def _handler_for(allowed: frozenset[str], secret: str) -> type[RendezvousHandler
 
 
 class JobRendezvous:
-    """Horovod's RendezvousServer on a random port, initialised with this job's slot plan."""
+    """Horovod's rendezvous HTTP server on a random port, initialised with this job's slot plan."""
 
     def __init__(self, plan: Sequence[SlotInfo], secret: str) -> None:
         allowed: set[str] = set()
         for slot in plan:
             allowed |= _resolve(slot.hostname)
-        self._server = RendezvousServer(verbose=0)
         self._plan = list(plan)
         self._handler = _handler_for(frozenset(allowed), secret)
+        self._httpd: RendezvousHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self.port: int | None = None
 
     def __enter__(self) -> JobRendezvous:
-        self.port = self._server.start(handler_cls=self._handler)
-        self._server.init(self._plan)
+        self._httpd = RendezvousHTTPServer(("", 0), self._handler, 0)
+        self._httpd.init(self._plan)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": _SERVE_POLL_S}, daemon=True,
+                                        name="sparkdl-rendezvous")
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.stop()
-        self._server._httpd.server_close()  # release the port now, not at garbage collection
+        assert self._httpd is not None and self._thread is not None
+        self._httpd.shutdown()
+        self._thread.join()
+        self._httpd.server_close()  # release the port now, not at garbage collection

@@ -37,6 +37,7 @@ class TaskSpec:
     secret: str
     env: dict[str, str] = field(default_factory=dict)
     stall_timeout: float | None = None  # end a rank whose heartbeats stop for this long
+    start_timeout: float = 120.0  # for rank 0's rendezvous address, as for the ranks' start
     use_gpu: bool | None = None  # None: the task's GPUs when Spark assigns some
 
 
@@ -68,7 +69,7 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
         client = ChannelClient(spec.channel, spec.secret, rank)
         client.send("started", host=hosts[rank], pid=os.getpid())
         try:
-            result = _run_rank(ctx, rank, hosts, payload.value, spec)
+            result = _run_rank(ctx, client, rank, hosts, payload.value, spec)
             yield pa.RecordBatch.from_pydict({"result": [result]},
                                              schema=pa.schema([("result", pa.binary())]))
         except BaseException as exc:
@@ -81,18 +82,28 @@ def make_barrier_task(payload: Any, spec: TaskSpec) -> Callable[[Iterator[Any]],
     return barrier_task
 
 
-def _run_rank(ctx: Any, rank: int, hosts: list[str], payload: bytes, spec: TaskSpec) -> bytes:
+def _run_rank(ctx: Any, client: ChannelClient, rank: int, hosts: list[str], payload: bytes,
+              spec: TaskSpec) -> bytes:
     plan = slot_plan(hosts)
     extra = {**rank_env(task_gpus(ctx), spec.use_gpu), CHANNEL_ENV: spec.channel,
              SECRET_ENV: spec.secret, RANK_ENV: str(rank)}
     secret = rendezvous_secret(spec.secret)
+    # Rank 0's rendezvous address reaches the other tasks through the driver's channel, not
+    # BarrierTaskContext.allGather: Spark checks for allGather's answer once a second, and
+    # so every launch waited about 1 s there. (The channel forgets it when Spark retries.)
+    key = "rendezvous"
     if rank == 0:
         with JobRendezvous(plan, secret) as rendezvous:
-            ctx.allGather(f"{hosts[0]}:{rendezvous.port}")
+            client.publish(key, f"{hosts[0]}:{rendezvous.port}")
             env = horovod_env(plan[rank], hosts[0], rendezvous.port, _iface_of(hosts[rank]),
                               secret)
             return run_child(payload, {**env, **extra}, rank, hosts[rank], spec)
-    address = ctx.allGather("")[0]
+    address = client.lookup(key, spec.start_timeout)
+    if not isinstance(address, str):
+        raise RuntimeError(f"rank {rank} on {hosts[rank]} got no Horovod rendezvous address from "
+                           f"rank 0's task within start_timeout={spec.start_timeout:g}s (through "
+                           f"the driver at {spec.channel}); rank 0's task did not start or "
+                           "failed first")
     host, port = address.rsplit(":", 1)
     env = horovod_env(plan[rank], host, int(port), _iface_of(hosts[rank]), secret)
     return run_child(payload, {**env, **extra}, rank, hosts[rank], spec)

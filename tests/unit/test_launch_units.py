@@ -1,6 +1,7 @@
 """Launcher pieces that need no Spark: slot plan, failure text, the driver channel."""
 from __future__ import annotations
 
+import threading
 import time
 
 from sparkdl.launch.channel import MAX_LINE_BYTES, ChannelClient, DriverChannel
@@ -47,6 +48,34 @@ def test_channel_accepts_only_clients_with_the_job_secret():
         assert channel.get(timeout=0.2) is None  # the intruder's message never arrives
         client.close()
         intruder.close()
+
+
+def test_a_task_gets_what_another_publishes_and_a_rerun_stage_forgets_it():
+    with DriverChannel(advertise_host="127.0.0.1") as channel:
+        zero = ChannelClient(channel.address, channel.secret, rank=0)
+        one = ChannelClient(channel.address, channel.secret, rank=1)
+        zero.send("started")
+        one.send("started")
+        assert one.lookup("rendezvous", timeout=0.2) is None  # nothing published in time
+        threading.Timer(0.3, zero.publish, ("rendezvous", "10.0.0.1:4000")).start()
+        assert one.lookup("rendezvous", timeout=30) == "10.0.0.1:4000"  # waited for it
+        assert one.lookup("rendezvous", timeout=30) == "10.0.0.1:4000"
+        # Spark runs the barrier stage again: its rank 1 must not get the last rank 0's address
+        rerun = ChannelClient(channel.address, channel.secret, rank=1)
+        rerun.send("started")
+        assert rerun.lookup("rendezvous", timeout=0.3) is None
+        for client in (zero, one, rerun):
+            client.close()
+
+
+def test_a_waiting_lookup_ends_when_the_job_ends():
+    channel = DriverChannel(advertise_host="127.0.0.1").__enter__()
+    client = ChannelClient(channel.address, channel.secret, rank=1)
+    threading.Timer(0.3, channel.__exit__, (None, None, None)).start()
+    start = time.monotonic()
+    assert client.lookup("rendezvous", timeout=60) is None
+    assert time.monotonic() - start < 30
+    client.close()
 
 
 def _closed_by_server(sock, within: float) -> bool:
