@@ -49,15 +49,20 @@ class _Handler(socketserver.StreamRequestHandler):
             except ValueError:
                 continue
             kind = message.get("type") if isinstance(message, dict) else None
-            if kind == "started":
-                server.note_start(message.get("rank"))
             if kind == "publish":
                 server.publish(str(message.get("key")), message.get("value"))
             elif kind == "lookup":
                 value = server.lookup(str(message.get("key")), float(message.get("timeout", 0)))
-                self.wfile.write((json.dumps({"value": value}) + "\n").encode())
+                self.wfile.write(_line({"value": value}))
             else:
+                if kind == "started":
+                    server.note_start(message.get("rank"))
                 server.inbox.put(message)
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    """One message on the wire: a JSON line."""
+    return (json.dumps(obj, default=str) + "\n").encode()
 
 
 def _authentic(hello_line: bytes, secret: str) -> bool:
@@ -185,8 +190,8 @@ class ChannelClient:
                 return None
             try:
                 self._sock.settimeout(timeout + _CONNECT_TIMEOUT_S)  # the driver answers first
-                request = {"type": "lookup", "rank": self.rank, "key": key, "timeout": timeout}
-                self._sock.sendall((json.dumps(request) + "\n").encode())
+                self._sock.sendall(_line({"type": "lookup", "rank": self.rank, "key": key,
+                                          "timeout": timeout}))
                 reply = self._replies.readline(MAX_LINE_BYTES)
                 self._sock.settimeout(_CONNECT_TIMEOUT_S)
                 return json.loads(reply)["value"] if reply.endswith(b"\n") else None
@@ -194,7 +199,7 @@ class ChannelClient:
                 return None
 
     def _write(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, default=str) + "\n").encode()
+        data = _line(obj)
         with self._lock:
             if self._sock is None:
                 return
