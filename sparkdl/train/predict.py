@@ -48,13 +48,19 @@ def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
     `custom_objects` the pickled dict of custom Keras objects."""
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        acknowledge_at_once()
-        reread_only_changed_zips()
+        settle_task()
         forward = _load(spec, model_bytes, custom_objects)
         for batch in batches:
             yield _predict_batch(forward, spec, batch)
 
     return predict
+
+
+def settle_task() -> None:
+    """What an inference task does first in a Spark Python worker: its link to the executor
+    acknowledges at once, and later tasks re-read only the zips that changed."""
+    acknowledge_at_once()
+    reread_only_changed_zips()
 
 
 def reread_only_changed_zips() -> None:
@@ -150,11 +156,11 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
                 model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
                                          compile=False)
             _models[key] = forward_fn(model, spec.input_shapes, device)
-            _freeze_heap()
+            freeze_heap()
         return _models[key]
 
 
-def _freeze_heap() -> None:
+def freeze_heap() -> None:
     """Keep the objects that exist now (TensorFlow's modules, the model) out of every later
     garbage collection.
 

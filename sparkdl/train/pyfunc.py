@@ -6,20 +6,28 @@ wherever it is served (sparkdl, Keras and TensorFlow installed; no Spark).
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
+import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from sparkdl.train.predict import forward_fn, predict_arrays
+from sparkdl.train.predict import forward_fn, freeze_heap, predict_arrays, settle_task
 
 COLUMNS_FILE = "sparkdl_columns.json"
 CUSTOM_OBJECTS_FILE = "sparkdl_custom_objects.pkl"
 KERAS_FILE = "model.keras"  # where mlflow.keras.save_model puts the model in its data dir
+MAX_LOADED = 4  # models kept per process by _load_pyfunc
+
+_loaded: OrderedDict[tuple, ColumnsModel] = OrderedDict()  # files' identity -> loaded model
+_loaded_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,35 @@ def save_model(path: str, mlflow_model: Any, *, keras_model: Any, columns: Colum
 
 
 def _load_pyfunc(data_path: str) -> ColumnsModel:
-    """mlflow.pyfunc's entry point: the model in `data_path` behind its column mapping."""
+    """mlflow.pyfunc's entry point: the model in `data_path` behind its column mapping.
+
+    Loaded once per process while its files stay the same: MLflow's `spark_udf` on a local
+    master loads the model again for every task. In a Spark task the loaded heap is then frozen
+    out of garbage collection, which the worker runs after every task (see `freeze_heap`)."""
+    key = _files_identity(data_path)
+    with _loaded_lock:
+        if key not in _loaded:
+            _loaded[key] = _read_model(data_path)
+            while len(_loaded) > MAX_LOADED:
+                _loaded.popitem(last=False)
+                gc.unfreeze()  # the dropped model's reference cycles become collectable
+            if _in_spark_task():
+                freeze_heap()
+        _loaded.move_to_end(key)
+        return _loaded[key]
+
+
+def _files_identity(data_path: str) -> tuple:
+    """What tells one saved model from another: each file's real path, inode, size and mtime."""
+    identity = []
+    for name in (COLUMNS_FILE, CUSTOM_OBJECTS_FILE, KERAS_FILE):
+        path = os.path.realpath(os.path.join(data_path, name))
+        stat = os.stat(path)
+        identity.append((path, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(identity)
+
+
+def _read_model(data_path: str) -> ColumnsModel:
     import cloudpickle
 
     from sparkdl.train.serialize import model_from_bytes
@@ -72,6 +108,12 @@ def _load_pyfunc(data_path: str) -> ColumnsModel:
     with open(os.path.join(data_path, KERAS_FILE), "rb") as f:
         model = model_from_bytes(f.read(), custom_objects, compile=False)
     return ColumnsModel(model, columns)
+
+
+def _in_spark_task() -> bool:
+    """Whether this runs inside a Spark task (pyspark is not needed to serve the model)."""
+    pyspark = sys.modules.get("pyspark")
+    return pyspark is not None and pyspark.TaskContext.get() is not None
 
 
 class ColumnsModel:
@@ -89,6 +131,8 @@ class ColumnsModel:
         if missing:
             raise ValueError(f"input has no column(s) {missing}; expected the feature columns "
                              f"{cols.feature_cols}")
+        if _in_spark_task():  # MLflow's spark_udf: per batch, as a task may start with any
+            settle_task()
         inputs = [_as_array(data[c], shape)
                   for c, shape in zip(cols.feature_cols, cols.input_shapes, strict=True)]
         outputs = predict_arrays(self._forward, inputs, cols.batch_size)

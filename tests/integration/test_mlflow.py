@@ -57,7 +57,7 @@ def df(spark):
     return assembled_df(spark, rows=1200, seed=8)
 
 
-def test_active_run_gets_params_live_metrics_logs_and_a_servable_model(df, store_root,
+def test_active_run_gets_params_live_metrics_logs_and_a_servable_model(spark, df, store_root,
                                                                        tracking_uri):
     mlflow.set_experiment("sparkdl-active")
     client = mlflow.MlflowClient()
@@ -104,6 +104,12 @@ def test_active_run_gets_params_live_metrics_logs_and_a_servable_model(df, store
     expected = (fitted.transform(test).select("id", "label__output").toPandas()
                 .set_index("id").loc[pdf["id"], "label__output"].to_numpy())
     np.testing.assert_allclose(predicted["label__output"].to_numpy(), expected, rtol=1e-5)
+    # and as MLflow's Spark UDF, in the executors' Python workers
+    udf = mlflow.pyfunc.spark_udf(spark, fitted.mlflow_model_uri, result_type="float",
+                                  env_manager="local")
+    scored = (test.select("id", udf(vector_to_array("features").alias("features")).alias("p"))
+              .toPandas().set_index("id").loc[pdf["id"], "p"].to_numpy())
+    np.testing.assert_allclose(scored, expected, rtol=1e-5)
 
 
 def test_resumed_fit_continues_its_mlflow_run(df, store_root, tracking_uri):
