@@ -75,11 +75,13 @@ def _load_pyfunc(data_path: str) -> ColumnsModel:
     key = _files_identity(data_path)
     with _loaded_lock:
         if key not in _loaded:
+            in_task = _in_spark_task()  # elsewhere the process's gc is left as its owner set it
             _loaded[key] = _read_model(data_path)
             while len(_loaded) > MAX_LOADED:
                 _loaded.popitem(last=False)
-                gc.unfreeze()  # the dropped model's reference cycles become collectable
-            if _in_spark_task():
+                if in_task:
+                    gc.unfreeze()  # the dropped model's reference cycles become collectable
+            if in_task:
                 freeze_heap()
         _loaded.move_to_end(key)
         return _loaded[key]
