@@ -193,10 +193,11 @@ class ChannelClient:
                 self._sock.sendall(_line({"type": "lookup", "rank": self.rank, "key": key,
                                           "timeout": timeout}))
                 reply = self._replies.readline(MAX_LINE_BYTES)
-                self._sock.settimeout(_CONNECT_TIMEOUT_S)
                 return json.loads(reply)["value"] if reply.endswith(b"\n") else None
             except (OSError, ValueError, KeyError, TypeError):
                 return None
+            finally:  # later sends keep the short timeout, whatever the lookup's end
+                self._sock.settimeout(_CONNECT_TIMEOUT_S)
 
     def _write(self, obj: dict[str, Any]) -> None:
         data = _line(obj)

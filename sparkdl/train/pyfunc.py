@@ -133,7 +133,7 @@ class ColumnsModel:
         if missing:
             raise ValueError(f"input has no column(s) {missing}; expected the feature columns "
                              f"{cols.feature_cols}")
-        if _in_spark_task():  # MLflow's spark_udf: per batch, as a task may start with any
+        if _in_spark_task():  # MLflow's spark_udf has no per-task hook: settle on each call
             settle_task()
         inputs = [_as_array(data[c], shape)
                   for c, shape in zip(cols.feature_cols, cols.input_shapes, strict=True)]
