@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparkdl.data.materialize import materialize
-from sparkdl.data.meta import DatasetMeta
+from sparkdl.data.meta import DatasetMeta, bytes_per_row
 from sparkdl.data.reader import (
     DEFAULT_WORKERS,
     SHUFFLE_BUFFER_BYTES,
@@ -93,7 +93,7 @@ def _bench_reads(args: argparse.Namespace, store: Store, meta: DatasetMeta) -> N
 
     per_file = _read_with_pyarrow(files, args.dim)
     in_memory = tuple(np.concatenate(parts) for parts in zip(*per_file, strict=True))
-    window = max(args.batch_size, SHUFFLE_BUFFER_BYTES // sum(c.row_bytes for c in columns))
+    window = max(args.batch_size, SHUFFLE_BUFFER_BYTES // bytes_per_row(columns))
     candidates = {
         "shuffle=False": lambda: count(open_shard_dataset(
             url, 0, 1, args.batch_size, meta=meta, shuffle=False, num_epochs=1)),

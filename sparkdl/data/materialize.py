@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo
+from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo, bytes_per_row
 from sparkdl.data.profile import Profile, profile_columns
 from sparkdl.data.schema import FLOAT_DTYPES, column_of, inspect_columns, storage_column
 from sparkdl.data.writer import WRITTEN_SCHEMA, make_part_writer
@@ -208,10 +208,10 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
            num_proc: int) -> tuple[SplitInfo, SplitInfo | None]:
     """Write into a hidden temporary directory, then rename it to the key's directory."""
     final, tmp = store.data_dir(key), store.path("data", f".{key}.tmp-{uuid.uuid4().hex}")
-    row_bytes = sum(spec.row_bytes for spec in profile.columns.values())
+    row_bytes = bytes_per_row(profile.columns.values())
     parallelism = session_of(df.sparkSession).parallelism()
     files = num_files(profile.rows, row_bytes, num_proc, parallelism)
-    file_rows = max(1, MAX_FILE_BYTES // max(1, row_bytes))
+    file_rows = max(1, MAX_FILE_BYTES // row_bytes)
     logger.info("materializing %d rows (~%.1f MiB) into %d files per split at %s",
                 profile.rows, profile.rows * row_bytes / 2**20, files, final)
     specs = list(profile.columns.values())
@@ -267,8 +267,8 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
     writer = (selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
               .option("maxRecordsPerFile", str(file_rows)))
     for spec in specs:
-        if spec.shape and spec.dtype.startswith("float"):  # see writer.dictionary_columns
-            writer = writer.option(f"parquet.enable.dictionary#{spec.name}.list.element", "false")
+        if not spec.dictionary_encoded:
+            writer = writer.option(f"parquet.enable.dictionary#{spec.parquet_leaf}", "false")
     if split is None:
         writer.parquet(store.spark_url(f"{tmp}/train"))
         return
@@ -285,9 +285,9 @@ def _write_with_fsspec(selected: DataFrame, store: Store, tmp: str, specs: list[
                        split: _Validation | None, file_rows: int) -> None:
     """The executors write each partition through the store's fsspec filesystem; files that no
     successful task reported (left by a failed attempt) are removed."""
-    group_rows = max(1, ROW_GROUP_BYTES // max(1, sum(spec.row_bytes for spec in specs)))
+    group_rows = max(1, ROW_GROUP_BYTES // bytes_per_row(specs))
     write = make_part_writer(store, tmp, _SPLIT_COL if split is not None else None, group_rows,
-                             file_rows)
+                             file_rows, specs)
     written = {row.file for row in selected.mapInArrow(write, WRITTEN_SCHEMA).collect()}
     for name in ("train", "val"):
         for part in _parts(store, f"{tmp}/{name}"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +36,24 @@ class ColumnSpec:
     @property
     def row_bytes(self) -> int:
         return int(np.dtype(self.dtype).itemsize * np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def parquet_leaf(self) -> str:
+        """The Parquet path of the column's values (an array's elements), as per-column writer
+        options name it."""
+        return f"{self.name}.list.element" if self.shape else self.name
+
+    @property
+    def dictionary_encoded(self) -> bool:
+        """Whether it is written with a Parquet dictionary: all but float arrays, whose values
+        rarely repeat, so a dictionary would be built per row group only to be dropped (a fifth
+        of a write)."""
+        return not (self.shape and self.dtype.startswith("float"))
+
+
+def bytes_per_row(columns: Iterable[ColumnSpec]) -> int:
+    """Bytes of one row of `columns`, at least 1: byte budgets are divided by it into rows."""
+    return max(1, sum(c.row_bytes for c in columns))
 
 
 @dataclass(frozen=True)

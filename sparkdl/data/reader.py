@@ -26,7 +26,7 @@ from pyarrow.filesystem import DaskFileSystem
 from pyarrow.filesystem import FileSystem as LegacyFileSystem
 
 from sparkdl.data.batching import Rebatcher
-from sparkdl.data.meta import ColumnSpec, DatasetMeta
+from sparkdl.data.meta import ColumnSpec, DatasetMeta, bytes_per_row
 from sparkdl.data.sharding import group_slices, shard_bounds, steps_per_epoch
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     _check_args(rank, size, batch_size, num_epochs, workers, shuffle_buffer_rows)
     _check_shardable(path, size, meta)
     columns = _read_columns(meta)
-    window = shuffle_buffer_rows or max(batch_size, SHUFFLE_BUFFER_BYTES // _row_bytes(columns))
+    window = shuffle_buffer_rows or max(batch_size, SHUFFLE_BUFFER_BYTES // bytes_per_row(columns))
     structure = _structure(meta)
     # The generator yields blocks of batches, (n, batch, ...), split in C++ into batches: one
     # Python round trip per block instead of per batch. Slicing blocks with flat_map took
@@ -130,7 +130,7 @@ def _shard_blocks(path: str, rank: int, size: int, batch_size: int, columns: lis
     try:
         rng = np.random.default_rng(None if seed is None else [seed, rank]) if shuffle else None
         rebatcher = Rebatcher(batch_size, steps_per_epoch(reader.split_rows, batch_size, size),
-                              window_rows, rng, block_rows=BLOCK_BYTES // _row_bytes(columns))
+                              window_rows, rng, block_rows=BLOCK_BYTES // bytes_per_row(columns))
         epoch = 0
         while True:
             rows = 0
@@ -293,10 +293,6 @@ def _check_shardable(path: str, size: int, meta: DatasetMeta) -> None:
     for split in (meta.train, meta.val):
         if split is not None and path.rstrip("/").endswith(split.path.rstrip("/")):
             shard_bounds(split.rows, 0, size)
-
-
-def _row_bytes(columns: list[ColumnSpec]) -> int:
-    return max(1, sum(c.row_bytes for c in columns))
 
 
 def _check_args(rank: int, size: int, batch_size: int, num_epochs: int | None, workers: int,

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sparkdl.data.meta import ColumnSpec
 from sparkdl.store import Store
 
 WRITTEN_SCHEMA = "file string, rows long"
@@ -20,13 +21,13 @@ WRITTEN_SCHEMA = "file string, rows long"
 class _SplitFile:
     """One split's Parquet file of a task, written a row group at a time."""
 
-    def __init__(self, store: Store, path: str, schema: pa.Schema, group_rows: int) -> None:
+    def __init__(self, store: Store, path: str, schema: pa.Schema, group_rows: int,
+                 dictionary: list[str]) -> None:
         self.path = path
         self.group_rows = group_rows
         self.rows = 0
         self._out = store.open(path, "wb")  # an object store publishes it whole, on close
-        self._writer = pq.ParquetWriter(self._out, schema,
-                                        use_dictionary=dictionary_columns(schema))
+        self._writer = pq.ParquetWriter(self._out, schema, use_dictionary=dictionary)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
 
@@ -50,12 +51,14 @@ class _SplitFile:
 
 
 def make_part_writer(store: Store, directory: str, split_col: str | None, group_rows: int,
-                     file_rows: int) -> Callable[[Iterator[pa.RecordBatch]],
-                                                 Iterator[pa.RecordBatch]]:
-    """The mapInArrow function writing a partition under `directory`/{train,val} (by the value of
-    `split_col`; all to train without one) in row groups of `group_rows` rows and files of at
-    most `file_rows` rows; yields one WRITTEN_SCHEMA row per file. Only files a successful task
-    reports are data: the driver removes what a failed attempt left."""
+                     file_rows: int, specs: list[ColumnSpec]
+                     ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The mapInArrow function writing a partition of the `specs` columns under
+    `directory`/{train,val} (by the value of `split_col`; all to train without one) in row
+    groups of `group_rows` rows and files of at most `file_rows` rows; yields one WRITTEN_SCHEMA
+    row per file. Only files a successful task reports are data: the driver removes what a
+    failed attempt left."""
+    dictionary = [spec.parquet_leaf for spec in specs if spec.dictionary_encoded]
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         name = f"part-{uuid.uuid4().hex}"
@@ -68,7 +71,7 @@ def make_part_writer(store: Store, directory: str, split_col: str | None, group_
                         if split not in files:
                             files[split] = _SplitFile(
                                 store, f"{directory}/{split}/{name}-{len(done)}.parquet",
-                                part.schema, group_rows)
+                                part.schema, group_rows, dictionary)
                         file = files[split]
                         room = file_rows - file.rows
                         file.add(part.slice(0, room))
@@ -86,14 +89,6 @@ def make_part_writer(store: Store, directory: str, split_col: str | None, group_
                                                            ("rows", pa.int64())]))
 
     return write
-
-
-def dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Parquet leaf paths worth a dictionary: all but float arrays, whose values rarely repeat,
-    so a dictionary would be built per row group only to be dropped (a fifth of a write)."""
-    return [field.name if not pa.types.is_list(field.type) else f"{field.name}.list.element"
-            for field in schema
-            if not (pa.types.is_list(field.type) and pa.types.is_floating(field.type.value_type))]
 
 
 def _by_split(batch: pa.RecordBatch, split_col: str | None) -> Iterator[tuple[str, pa.Table]]:

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkdl.data.materialize import MAX_FILE_BYTES, MIN_FILE_BYTES, num_files, write_tasks
+from sparkdl.data.meta import ColumnSpec
 from sparkdl.data.writer import make_part_writer
 from sparkdl.store import Store
 
@@ -45,7 +46,8 @@ def test_write_tasks_count_the_cluster_not_the_file_size(rows, row_bytes, num_pr
 
 def test_part_writer_cuts_a_partition_into_files_of_at_most_file_rows():
     store = Store.create(f"memory://sparkdl-writer-{uuid.uuid4().hex}")  # an object store
-    write = make_part_writer(store, store.path("out"), "split", group_rows=4, file_rows=10)
+    write = make_part_writer(store, store.path("out"), "split", group_rows=4, file_rows=10,
+                             specs=[ColumnSpec("x", "int64", (), "scalar")])
     batches = [pa.RecordBatch.from_pydict({"x": list(range(i, i + 7)),
                                            "split": ["train"] * 6 + ["val"]})
                for i in range(0, 35, 7)]
@@ -62,7 +64,11 @@ def test_part_writer_cuts_a_partition_into_files_of_at_most_file_rows():
 
 def test_part_writer_keeps_dictionaries_for_all_but_float_arrays():
     store = Store.create(f"memory://sparkdl-writer-{uuid.uuid4().hex}")
-    write = make_part_writer(store, store.path("out"), None, group_rows=100, file_rows=100)
+    specs = [ColumnSpec("features", "float32", (2,), "array"),
+             ColumnSpec("tokens", "int32", (2,), "array"),
+             ColumnSpec("label", "float32", (), "scalar")]
+    write = make_part_writer(store, store.path("out"), None, group_rows=100, file_rows=100,
+                             specs=specs)
     batch = pa.RecordBatch.from_pydict({
         "features": pa.array([[0.5, 1.5]] * 20, pa.list_(pa.float32())),
         "tokens": pa.array([[1, 2]] * 20, pa.list_(pa.int32())),
