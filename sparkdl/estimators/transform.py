@@ -13,7 +13,6 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from sparkdl.estimators import validation as check
-from sparkdl.launch.driver import dumps_by_value
 from sparkdl.train.predict import PredictSpec, make_predict_fn
 from sparkdl.train.signature import model_signature
 
@@ -23,11 +22,12 @@ MIN_INFERENCE_BATCH = 512  # rows per forward pass: a training batch size is too
 
 def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: Any,
                       feature_cols: Sequence[str], output_cols: Sequence[str], batch_size: int,
-                      custom_objects: dict[str, Any], use_gpu: bool | None = None) -> DataFrame:
+                      custom_objects: bytes, use_gpu: bool | None = None) -> DataFrame:
     """`df` with one prediction column per model output appended; input columns kept as they are.
 
     `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`), `model_key`
-    their digest; each task predicts on its Spark-scheduled GPU unless `use_gpu` is False."""
+    their digest, `custom_objects` the pickled dict of custom Keras objects; each task predicts
+    on its Spark-scheduled GPU unless `use_gpu` is False."""
     signature = model_signature(model)
     check.check_columns("feature_cols", feature_cols, df.columns, len(signature.input_shapes),
                         "input")
@@ -45,7 +45,7 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     struct = T.StructType([
         T.StructField(f"_{j}", T.FloatType() if s else T.ArrayType(T.FloatType()))
         for j, s in enumerate(scalar)])
-    udf = pandas_udf(make_predict_fn(spec, model_bytes, dumps_by_value(custom_objects)), struct)
+    udf = pandas_udf(make_predict_fn(spec, model_bytes, custom_objects), struct)
     inputs = F.struct(*[_as_float32(df, col).alias(f"_{i}") for i, col in enumerate(feature_cols)])
     # one struct column, then its fields: the UDF runs once per row whatever the outputs
     out = df.withColumn(_OUT, udf(inputs))
