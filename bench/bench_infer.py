@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from common import (
+    WARM_UP_RUNS,
     PeakMemory,
     Row,
     features_df,
@@ -26,9 +27,10 @@ from common import (
 
 
 def p5_inference(df: Any, npz: str, keras_model: Any, *, repeat: int, rows: int) -> Row:
-    """transform, forced with a noop write (every row's prediction is computed), after one
-    warm-up that starts the Python workers and loads the model; the limit is model.predict in
-    one process with one intra-op thread (as each Spark task gets), times the cores."""
+    """transform, forced with a noop write (every row's prediction is computed), after
+    WARM_UP_RUNS (the first starts the Python workers and loads the model); the limit is
+    model.predict in one process with one intra-op thread (as each Spark task gets), times the
+    cores, after its own warm-up."""
     cores = os.cpu_count() or 1
     batch_size = keras_model.getBatchSize()
 
@@ -38,6 +40,8 @@ def p5_inference(df: Any, npz: str, keras_model: Any, *, repeat: int, rows: int)
         return time.perf_counter() - start
 
     cold = transform()
+    for _ in range(WARM_UP_RUNS - 1):
+        transform()
     with PeakMemory() as mem:
         seconds = [transform() for _ in range(repeat)]
     with tempfile.TemporaryDirectory(prefix="bench_p5_") as tmp:

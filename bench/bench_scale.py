@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import BENCH_DIR, PeakMemory, mlp, run_json
+from common import BENCH_DIR, WARM_UP_RUNS, PeakMemory, mlp, run_json
 
 from sparkdl.data.materialize import materialize
 
 DIM = 64
 SIZES = (200_000, 1_000_000, 5_000_000)
 FLAT = 0.2  # per-row cost within +-20 % of its mean across sizes
-WARM_UP_RUNS = 3
 REPEAT = 3  # runs per stage and size; this machine's speed varies between runs
 
 
@@ -44,8 +43,7 @@ def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:
 
     figures: dict[str, dict[int, tuple[float, float]]] = {"P1": {}, "P2": {}, "P5": {}}
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-        # warm-up: the JVM's JIT takes several runs (materialize of 200k rows took 4.7, 3.8
-        # and 2.9 s in a row here), Python workers with the model
+        # warm-up (see WARM_UP_RUNS), Python workers with the model
         store = Store.create(os.path.join(tmp, "warm-up"))
         for _ in range(WARM_UP_RUNS):
             materialize(generated(200_000), store, "features", "label", num_proc=2).release()

@@ -83,6 +83,9 @@ def mlp(dim: int, hidden: Sequence[int], seed: int = 1) -> Any:
 
 
 COMPILE = {"loss": "binary_crossentropy", "metrics": ["accuracy"]}
+# Runs before timing a Spark stage: the JVM's JIT takes several (materialize of 200k rows took
+# 4.7, 3.8 and 2.9 s in a row; transform runs kept falling after one warm-up)
+WARM_UP_RUNS = 3
 LEARNING_RATE = 1e-3
 
 
