@@ -45,12 +45,14 @@ class FitRun:
 
 
 def sparkdl_fit(df: Any, model: Any, *, num_proc: int, epochs: int, batch_size: int,
-                pin_cpus: Sequence[int] | None = None) -> FitRun:
-    """Fit on `df` with a fresh store (so materialisation is part of it, as on a first fit)."""
+                pin_cpus: Sequence[int] | None = None, accumulate: int | None = None) -> FitRun:
+    """Fit on `df` with a fresh store (so materialisation is part of it, as on a first fit);
+    `accumulate`: Keras' gradient_accumulation_steps."""
     with tempfile.TemporaryDirectory(prefix="bench_fit_") as tmp:
         timing = os.path.join(tmp, "timing")
+        optimizer = keras.optimizers.Adam(LEARNING_RATE, gradient_accumulation_steps=accumulate)
         est = KerasEstimator(
-            model=model, optimizer=keras.optimizers.Adam(LEARNING_RATE), **COMPILE,
+            model=model, optimizer=optimizer, **COMPILE,
             feature_cols=["features"], label_cols=["label"],
             store=Store.create(os.path.join(tmp, "store")), num_proc=num_proc,
             batch_size=batch_size, epochs=epochs, verbose=0, random_seed=1,
@@ -188,28 +190,31 @@ def p4_training(df: Any, npz: str, make_model: Any, *, repeat: int, epochs: int,
 
 # --- P6 -------------------------------------------------------------------------------------
 
+ACCUMULATE = 4  # gradient_accumulation_steps of P6's accumulating variant
+
+
 def p6_scaling(df: Any, npz: str, make_model: Any, *, repeat: int, epochs: int,
                batch_size: int, unpinned_one: float | None = None) -> list[Row]:
     """Samples/s inside model.fit, num_proc=2 vs num_proc=1, one core per rank.
 
     The worker gives each rank cores // local_size intra-op threads, so num_proc=2 runs one
     thread per rank; the num_proc=1 rank is pinned to one core (all its threads) to match.
-    References, on numpy data without Spark: horovodrun (what Horovod itself reaches), and two
-    independent processes, one per core, each on half the rows (what the machine allows).
-    """
-    one, two, hvd_one, hvd_two, free_two = [], [], [], [], []
+    The same pair again with Keras' gradient accumulation. References, on numpy data without
+    Spark: horovodrun (what Horovod itself reaches), and two independent processes, one per
+    core, each on half the rows (what the machine allows)."""
+    one, two, acc_one, acc_two, hvd_one, hvd_two, free_two = [], [], [], [], [], [], []
     horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
     with tempfile.TemporaryDirectory(prefix="bench_p6_") as tmp:
         initial = _model_file(make_model(), tmp, "initial")
         task = ("fit", npz, initial, "--epochs", str(epochs), "--batch-size", str(batch_size),
                 "--intra", "1")
         for _ in range(repeat):
-            run1 = sparkdl_fit(df, make_model(), num_proc=1, epochs=epochs,
-                               batch_size=batch_size, pin_cpus=[0])
-            one.append(run1.samples / run1.in_fit)
-            run2 = sparkdl_fit(df, make_model(), num_proc=2, epochs=epochs,
-                               batch_size=batch_size)
-            two.append(run2.samples / run2.in_fit)
+            for accumulate, one_, two_ in [(None, one, two), (ACCUMULATE, acc_one, acc_two)]:
+                for num_proc, out in [(1, one_), (2, two_)]:
+                    run = sparkdl_fit(df, make_model(), num_proc=num_proc, epochs=epochs,
+                                      batch_size=batch_size, accumulate=accumulate,
+                                      pin_cpus=[0] if num_proc == 1 else None)
+                    out.append(run.samples / run.in_fit)
             for out, runs_ in [(local_task(*task, launcher=["taskset", "-c", "0"]), hvd_one),
                                (local_task(*task, "--horovod", launcher=[
                                    horovodrun, "-np", "2", "--gloo", "-H", "localhost:2"]),
@@ -232,6 +237,13 @@ def p6_scaling(df: Any, npz: str, make_model: Any, *, repeat: int, epochs: int,
             target=">= 1.6", note=(f"num_proc=1 pinned to one core; runs {runs(two)} vs "
                                    f"{runs(one)} samples/s{extra}"),
             data={"one": one, "two": two}),
+        Row(f"P6 with gradient_accumulation_steps={ACCUMULATE} (2 ranks / 1)",
+            ours=f"{median(acc_two):,.0f} samples/s",
+            limit=f"{median(acc_one):,.0f} samples/s (num_proc=1)",
+            ratio=median(acc_two) / median(acc_one), note=(
+                f"Keras' gradient accumulation: one allreduce and one update per {ACCUMULATE} "
+                f"steps; runs {runs(acc_two)} vs {runs(acc_one)} samples/s"),
+            data={"one": acc_one, "two": acc_two}),
         Row("P6 reference: horovodrun, numpy, no Spark", ours=f"{median(hvd_two):,.0f} samples/s",
             limit=f"{median(hvd_one):,.0f} samples/s (1 process)",
             ratio=median(hvd_two) / median(hvd_one), note=(

@@ -17,11 +17,12 @@ _classes: dict[type, type] = {}
 
 
 def distributed_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
-    """A new optimizer of the same class and config whose `apply` first averages the gradients
-    over all ranks (one grouped allreduce per step), so every rank applies the same update.
+    """A new optimizer of the same class and config that averages the gradients over all ranks
+    (one grouped allreduce per update), so every rank applies the same update.
 
     For a `LossScaleOptimizer` the average is taken before its finite check, so all ranks agree
-    on skipping a step."""
+    on skipping a step. With Keras' `gradient_accumulation_steps` each rank sums its own steps'
+    gradients and the ranks average only on the update step: one allreduce per update."""
     cls = type(optimizer)
     if cls not in _classes:
         _classes[cls] = _distributed_class(cls)
@@ -31,7 +32,26 @@ def distributed_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimi
 def _distributed_class(cls: type) -> type:
     class Distributed(cls):  # type: ignore[valid-type, misc]
         def apply(self, grads: Sequence[Any], trainable_variables: Any = None) -> Any:
-            return super().apply(average_gradients(grads), trainable_variables)
+            if trainable_variables is not None:
+                trainable_variables = list(trainable_variables)
+            if not self._averages_per_update(trainable_variables):
+                grads = average_gradients(grads)
+            return super().apply(grads, trainable_variables)
+
+        def _clip_gradients(self, grads: Sequence[Any]) -> Any:
+            # Keras calls this once per update, with the accumulated gradients when it accumulates
+            if self._averages_per_update(None):
+                grads = average_gradients(grads)
+            return super()._clip_gradients(grads)
+
+        def _averages_per_update(self, variables: list[Any] | None) -> bool:
+            """Whether the ranks average only the accumulated gradients, once per update: with
+            Keras' gradient accumulation, unless a variable takes its gradient as its value
+            (float8 scales); then every step's gradients are averaged, as without it."""
+            if not getattr(self, "gradient_accumulation_steps", None):
+                return False
+            variables = self._trainable_variables if variables is None else variables
+            return not any(getattr(v, "overwrite_with_gradient", False) for v in variables)
 
     Distributed.__name__ = Distributed.__qualname__ = f"Distributed{cls.__name__}"
     return Distributed

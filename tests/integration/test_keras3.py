@@ -1,5 +1,6 @@
 """Keras 3 specifics on 2 Horovod ranks: subclassed models and registered custom objects,
-learning-rate scaling for constants and schedules, mixed precision, and no legacy Keras."""
+learning-rate scaling for constants and schedules, mixed precision, gradient accumulation, and
+no legacy Keras."""
 from __future__ import annotations
 
 import keras
@@ -17,6 +18,8 @@ from keras_helpers import (
     squared_error,
 )
 from pyspark.ml import Pipeline, PipelineModel
+
+import sparkdl
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +113,53 @@ def test_jit_compile_trains_the_same_model_on_every_rank(spark, features_df, sto
     np.testing.assert_allclose(recorded(str(tmp_path), 0)[1], recorded(str(tmp_path), 1)[1],
                                rtol=1e-6)
     assert accuracy(fitted.transform(features_df)) > 0.9
+
+
+def _accumulate_on_rank(steps, accumulate, with_scale):
+    """SGD(1.0) with gradient accumulation gets rank r's gradient r + 1 + step for a variable at
+    0 (and, `with_scale`, for a float8-style scale that takes its gradient as its value);
+    returns how often the ranks averaged gradients, and the variables' final values."""
+    import horovod.tensorflow as hvd
+
+    from sparkdl.train import distributed
+
+    hvd.init()
+    calls = []
+    average = distributed.average_gradients
+    distributed.average_gradients = lambda grads: calls.append(1) or average(grads)
+    variables = [keras.Variable(np.zeros(2, "float32")) for _ in range(1 + with_scale)]
+    if with_scale:
+        variables[1].overwrite_with_gradient = True
+    optimizer = distributed.distributed_optimizer(
+        keras.optimizers.SGD(1.0, gradient_accumulation_steps=accumulate))
+    for step in range(steps):
+        grad = keras.ops.full((2,), float(hvd.rank() + 1 + step))
+        optimizer.apply([grad] * len(variables), variables)
+    return len(calls), [v.numpy().tolist() for v in variables]
+
+
+def test_gradient_accumulation_averages_once_per_update(spark):
+    # steps 0-1 then 2-3 make two updates by the mean over both ranks and steps: 2, then 4
+    results = sparkdl.run(_accumulate_on_rank, num_proc=2, args=(4, 2, False))
+    assert results == [(2, [[-6.0, -6.0]]), (2, [[-6.0, -6.0]])]
+
+
+def test_gradient_accumulation_with_a_float8_scale_averages_every_step(spark):
+    # Keras sets the scale on update steps to the largest of its steps' values: the ranks'
+    # means of steps 2 and 3 are 3.5 and 4.5; per-rank values would leave 4 and 5
+    results = sparkdl.run(_accumulate_on_rank, num_proc=2, args=(4, 2, True))
+    assert results == [(4, [[-6.0, -6.0], [4.5, 4.5]])] * 2
+
+
+def test_gradient_accumulation_trains_the_same_model_on_every_rank(spark, features_df,
+                                                                   store_root, tmp_path):
+    optimizer = keras.optimizers.SGD(0.05, momentum=0.9, gradient_accumulation_steps=2)
+    fitted = _estimator(store_root, optimizer=optimizer,
+                        callbacks=[RecordOnRanks(str(tmp_path))]).fit(features_df)
+    np.testing.assert_allclose(recorded(str(tmp_path), 0)[1], recorded(str(tmp_path), 1)[1],
+                               rtol=1e-6)
+    assert accuracy(fitted.transform(features_df)) > 0.9
+    returned = fitted.getModel().optimizer
+    assert returned.gradient_accumulation_steps == 2
+    steps = 3 * int(np.ceil(features_df.count() / (32 * 2)))  # 3 epochs
+    assert int(returned.iterations.numpy()) == steps // 2
