@@ -40,17 +40,19 @@ def _distributed_class(cls: type) -> type:
 
         def _clip_gradients(self, grads: Sequence[Any]) -> Any:
             # Keras calls this once per update, with the accumulated gradients when it accumulates
-            if self._averages_per_update(None):
+            if self._averages_per_update():
                 grads = average_gradients(grads)
             return super()._clip_gradients(grads)
 
-        def _averages_per_update(self, variables: list[Any] | None) -> bool:
+        def _averages_per_update(self, variables: list[Any] | None = None) -> bool:
             """Whether the ranks average only the accumulated gradients, once per update: with
             Keras' gradient accumulation, unless a variable takes its gradient as its value
-            (float8 scales); then every step's gradients are averaged, as without it."""
+            (float8 scales); then every step's gradients are averaged, as without it. Decided on
+            the variables the optimizer is built on (`variables` build it on the first apply)."""
             if not getattr(self, "gradient_accumulation_steps", None):
                 return False
-            variables = self._trainable_variables if variables is None else variables
+            if self.built or variables is None:
+                variables = self._trainable_variables
             return not any(getattr(v, "overwrite_with_gradient", False) for v in variables)
 
     Distributed.__name__ = Distributed.__qualname__ = f"Distributed{cls.__name__}"
