@@ -45,10 +45,8 @@ def _distributed_class(cls: type) -> type:
             return super()._clip_gradients(grads)
 
         def _averages_per_update(self, variables: list[Any] | None = None) -> bool:
-            """Whether the ranks average only the accumulated gradients, once per update: with
-            Keras' gradient accumulation, unless a variable takes its gradient as its value
-            (float8 scales); then every step's gradients are averaged, as without it. Decided on
-            the variables the optimizer is built on (`variables` build it on the first apply)."""
+            """Average once per update: with gradient accumulation and no variable that takes its
+            gradient as its value (float8 scales), judged on the variables the optimizer holds."""
             if not getattr(self, "gradient_accumulation_steps", None):
                 return False
             if self.built or variables is None:
