@@ -265,10 +265,7 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
         _write_with_fsspec(selected, store, tmp, specs, split, file_rows)
         return
     writer = (selected.write.option("parquet.block.size", str(ROW_GROUP_BYTES))
-              .option("maxRecordsPerFile", str(file_rows)))
-    for spec in specs:
-        if not spec.dictionary_encoded:
-            writer = writer.option(f"parquet.enable.dictionary#{spec.parquet_leaf}", "false")
+              .option("maxRecordsPerFile", str(file_rows)).options(**_dictionary_options(specs)))
     if split is None:
         writer.parquet(store.spark_url(f"{tmp}/train"))
         return
@@ -279,6 +276,18 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
         written = f"{tmp}/{_SPLIT_COL}={name}"
         if store.exists(written):
             store.move(written, f"{tmp}/{name}")
+
+
+def _dictionary_options(specs: list[ColumnSpec]) -> dict[str, str]:
+    """parquet-mr options that write a dictionary only for the columns that keep one. It splits
+    a column option's path at every dot, so when a float array's name has one, the dictionary
+    is off by default and on for the other columns whose names have none."""
+    if all("." not in spec.name for spec in specs if not spec.dictionary_encoded):
+        return {f"parquet.enable.dictionary#{spec.parquet_leaf}": "false"
+                for spec in specs if not spec.dictionary_encoded}
+    return {"parquet.enable.dictionary": "false",
+            **{f"parquet.enable.dictionary#{spec.parquet_leaf}": "true"
+               for spec in specs if spec.dictionary_encoded and "." not in spec.name}}
 
 
 def _write_with_fsspec(selected: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],

@@ -402,4 +402,5 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._trained(blobs["model.keras"], metadata.get("history", {}),
                       metadata.get("run_history", {}), metadata.get("run_id"),
                       cloudpickle.loads(blobs["custom_objects.pkl"]))
+        self._custom_objects_pickled = blobs["custom_objects.pkl"]  # transforms ship it as is
 

@@ -101,6 +101,17 @@ def test_types_and_shapes_round_trip(frame, store):
         "vec": False, "raw": False, "arr": False, "nested": True, "small": True, "label": True}
 
 
+def test_float_array_with_a_dotted_name_skips_the_dictionary(frame, store):
+    """parquet-mr's per-column options cannot name it: the dictionary is off by default then."""
+    meta = materialize(frame.withColumn("dotted.arr", F.col("arr")), store, ["dotted.arr", "arr"],
+                       "label", num_proc=1)
+    part = next(f for f in os.listdir(meta.train_path) if f.endswith(".parquet"))
+    found = dictionary_encoded(pq.read_metadata(os.path.join(meta.train_path, part)))
+    assert found == {"dotted.arr": False, "arr": False, "label": True}
+    table = pq.read_table(meta.train_path)
+    assert table.column("dotted.arr").to_pylist() == table.column("arr").to_pylist()
+
+
 def test_float_dtype_none_keeps_float64(frame, store):
     meta = materialize(frame, store, ["vec", "arr"], "label", num_proc=1, float_dtype=None)
     assert {c.dtype for c in meta.columns.values()} == {"float64"}
