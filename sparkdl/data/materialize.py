@@ -279,9 +279,8 @@ def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec
 
 
 def _dictionary_options(specs: list[ColumnSpec]) -> dict[str, str]:
-    """parquet-mr options that write a dictionary only for the columns that keep one. It splits
-    a column option's path at every dot, so when a float array's name has one, the dictionary
-    is off by default and on for the other columns whose names have none."""
+    """parquet-mr options writing a dictionary only for the columns that keep one. It splits an
+    option's column path at dots: a dotted float array needs the dictionary off by default."""
     if all("." not in spec.name for spec in specs if not spec.dictionary_encoded):
         return {f"parquet.enable.dictionary#{spec.parquet_leaf}": "false"
                 for spec in specs if not spec.dictionary_encoded}
