@@ -46,6 +46,9 @@ class BlobParamsWriter(MLWriter):
         rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]
         params = {p.name: v for p, v in self.instance._paramMap.items() if _jsonable(v)}
         session = session_of(self.sparkSession)
+        if not self.shouldOverwrite and session.exists(path):  # MLWriter.save does not check
+            raise FileExistsError(f"path {path!r} already exists; expected a new path (use "
+                                  "write().overwrite().save(path) to replace what is there)")
         try:
             DefaultParamsWriter.saveMetadata(self.instance, path, session.ml_context,
                                              extraMetadata=self.instance._extra_metadata(),
@@ -54,7 +57,7 @@ class BlobParamsWriter(MLWriter):
              .write.parquet(f"{path}/{BLOBS}"))
         except BaseException:
             try:
-                session.delete(path)  # no half-written stage (the path was free)
+                session.delete(path)  # no half-written stage (the path was free or overwritten)
             except Exception:  # e.g. a scheme only Spark reads: the save's own error matters
                 logger.warning("could not remove the half-written %s", path, exc_info=True)
             raise

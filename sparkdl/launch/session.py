@@ -107,11 +107,20 @@ class Session:
             found.append((name, int(status.getLen()), int(status.getModificationTime())))
         return found
 
+    def exists(self, path: str) -> bool:
+        """Whether `path` exists, through Hadoop's filesystem (any scheme Spark writes)."""
+        filesystem, hadoop_path = self._hadoop(path)
+        return bool(filesystem.exists(hadoop_path))
+
     def delete(self, path: str) -> None:
         """Remove `path` recursively through Hadoop's filesystem (any scheme Spark writes)."""
+        filesystem, hadoop_path = self._hadoop(path)
+        filesystem.delete(hadoop_path, True)
+
+    def _hadoop(self, path: str) -> tuple[Any, Any]:
         sc = self.spark.sparkContext
         hadoop_path = sc._jvm.org.apache.hadoop.fs.Path(path)
-        hadoop_path.getFileSystem(sc._jsc.hadoopConfiguration()).delete(hadoop_path, True)
+        return hadoop_path.getFileSystem(sc._jsc.hadoopConfiguration()), hadoop_path
 
 
 class ConnectSession(Session):
@@ -201,16 +210,25 @@ class ConnectSession(Session):
         return sorted((r["path"], int(r["length"]), round(r["modificationTime"].timestamp() * 1000))
                       for r in rows)
 
+    def exists(self, path: str) -> bool:
+        """Whether `path` exists, through fsspec: this client must reach the path."""
+        fs, root = _fsspec(path)
+        return bool(fs.exists(root))
+
     def delete(self, path: str) -> None:
         """Remove `path` through fsspec: this client must reach the path (as it reaches a Store)."""
-        import fsspec
+        fs, root = _fsspec(path)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
 
-        from sparkdl.store.location import parse_location
 
-        location = parse_location(path)
-        fs = fsspec.filesystem(location.protocol)
-        if fs.exists(location.root):
-            fs.rm(location.root, recursive=True)
+def _fsspec(path: str) -> tuple[Any, str]:
+    import fsspec
+
+    from sparkdl.store.location import parse_location
+
+    location = parse_location(path)
+    return fsspec.filesystem(location.protocol), location.root
 
 
 def session_of(spark: Any) -> Session:

@@ -240,8 +240,15 @@ def test_saving_over_an_existing_model_path_needs_overwrite(spark, features_df, 
     model = _estimator(store_root, epochs=1, num_proc=1).fit(features_df)
     path = str(tmp_path / "model")
     model.save(path)
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(FileExistsError, match="already exists.*overwrite"):
         model.save(path)
+    assert KerasModel.load(path).getHistory() == model.getHistory()  # the first save is intact
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already exists"):
+        model.save(str(users))
+    assert [p.name for p in users.iterdir()] == ["notes.txt"]
     model.write().overwrite().save(path)
     assert KerasModel.load(path).getHistory() == model.getHistory()
 
