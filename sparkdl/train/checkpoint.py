@@ -75,8 +75,10 @@ def optimizer_state(optimizer: Any) -> list[Any]:
 
 
 def copy_optimizer_state(optimizer: Any, values: list[Any], trainable: list[Any]) -> None:
-    """Build `optimizer` for `trainable` and assign `optimizer_state` values in order."""
-    optimizer.build(trainable)
+    """Build `optimizer` for `trainable` unless built, and assign `optimizer_state` values in
+    order (a LossScaleOptimizer built twice adds its variables again)."""
+    if not optimizer.built:
+        optimizer.build(trainable)
     variables = _state_variables(optimizer)
     if len(variables) != len(values):
         raise ValueError(f"checkpoint has {len(values)} optimizer variables; the optimizer has "

@@ -84,7 +84,9 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     optimizer = _optimizer(spec, model, lr_scale=size)
     if distributed:
         optimizer = distributed_optimizer(optimizer)
-    model.compile(optimizer=optimizer, **spec.compile_args)
+    # not Keras' "auto": on a GPU host it XLA-compiles the whole train step, Horovod's
+    # collectives included, which have no XLA kernels (see compile_forward_with_xla)
+    model.compile(optimizer=optimizer, jit_compile=False, **spec.compile_args)
     optimizer.build(model.trainable_variables)
 
     ckpt = load_latest_checkpoint(spec.store, spec.run_id)

@@ -92,12 +92,16 @@ def test_mixed_precision_trains_with_loss_scaling(spark, features_df, store_root
         model = mlp()
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    fitted = _estimator(store_root, model=model, epochs=2,
+    fitted = _estimator(store_root, model=model, epochs=2, run_id="mixed",
                         callbacks=[RecordOnRanks(str(tmp_path))]).fit(features_df)
     assert isinstance(fitted.getModel().optimizer, keras.optimizers.LossScaleOptimizer)
     np.testing.assert_allclose(recorded(str(tmp_path), 0)[1], recorded(str(tmp_path), 1)[1],
                                rtol=1e-6)
     assert accuracy(fitted.transform(features_df)) > 0.9
+    # resuming restores the loss scale's state too (Keras' LossScaleOptimizer adds its variables
+    # again when built twice)
+    resumed = _estimator(store_root, model=model, epochs=3, run_id="mixed").fit(features_df)
+    assert resumed.getHistory()["epoch"] == [3]
 
 
 def test_legacy_keras_is_refused_before_any_job(spark, features_df, store_root, monkeypatch):
