@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
+from sparkdl.data.schema import column_of
 from sparkdl.estimators import validation as check
 from sparkdl.train.predict import PredictSpec, make_predict_fn
 from sparkdl.train.signature import model_signature
@@ -49,7 +50,7 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     inputs = F.struct(*[_as_float32(df, col).alias(f"_{i}") for i, col in enumerate(feature_cols)])
     # one struct column, then its fields: the UDF runs once per row whatever the outputs
     out = df.withColumn(_OUT, udf(inputs))
-    return out.select(*[df[c] for c in df.columns],
+    return out.select(*[column_of(df, c) for c in df.columns],
                       *[out[_OUT][f"_{j}"].alias(c) for j, c in enumerate(output_cols)])
 
 
@@ -67,8 +68,8 @@ def _as_float32(df: DataFrame, col: str) -> Any:
     """A float32 array (vectors, arrays, nested arrays flattened) or float32 scalar column."""
     data_type = df.schema[col].dataType
     if isinstance(data_type, VectorUDT):
-        return vector_to_array(df[col], "float32")
-    column, depth = df[col], 0
+        return vector_to_array(column_of(df, col), "float32")
+    column, depth = column_of(df, col), 0
     while isinstance(data_type, T.ArrayType):
         data_type, depth = data_type.elementType, depth + 1
     if not isinstance(data_type, T.NumericType | T.BooleanType):

@@ -71,19 +71,21 @@ def test_pipeline_learns_predicts_saves_and_loads(session, store_root, tmp_path,
 
 def test_multi_input_multi_output_model(spark, data, store_root):
     train, test = data
-    df = train.withColumn("ab", F.array("a", "b")).withColumn("cd", array_to_vector(
+    # names with dots are column names, not struct fields, in fit and transform alike
+    df = train.withColumn("ab", F.array("a", "b")).withColumn("c.d", array_to_vector(
         F.array("c", "d"))).withColumn("onehot", F.array(1.0 - F.col("label"), F.col("label")))
     in1, in2 = keras.Input((2,), name="ab"), keras.Input((2,), name="cd")
     hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([in1, in2]))
     out1 = keras.layers.Dense(1, activation="sigmoid", name="pos")(hidden)
     out2 = keras.layers.Dense(2, activation="softmax", name="two")(hidden)
     model = keras.Model([in1, in2], [out1, out2])
-    est = _estimator(store_root, model=model, feature_cols=["ab", "cd"],
+    est = _estimator(store_root, model=model, feature_cols=["ab", "c.d"],
                      label_cols=["label", "onehot"], loss=["binary_crossentropy", "mse"],
                      loss_weights=[1.0, 0.5], metrics=None, output_cols=["p", "both"], epochs=3)
     fitted = est.fit(df)
-    out = fitted.transform(df.limit(200))
+    out = fitted.transform(df.limit(200).withColumn("passenger.id", F.lit(7)))
     assert dict(out.dtypes)["p"] == "float" and dict(out.dtypes)["both"] == "array<float>"
+    assert out.columns[-3:] == ["passenger.id", "p", "both"]
     row = out.select("both").first()["both"]
     assert len(row) == 2 and sum(row) == pytest.approx(1.0, abs=1e-4)
     assert accuracy(out, output="p") > 0.85
