@@ -38,7 +38,11 @@ class Store:
         if storage_options is not None and not isinstance(storage_options, dict):
             raise ValueError(f"storage_options {storage_options!r} is not a dict; expected a "
                              "dict of fsspec filesystem options or None")
-        return Store(parse_location(url), storage_options)
+        location = parse_location(url)
+        if location.is_local and ("#" in url or "?" in url):
+            raise ValueError(f"store url {url!r} has '#' or '?' in its path; expected a path "
+                             "without them (the Parquet reader's URLs would end the path there)")
+        return Store(location, storage_options)
 
     @property
     def url(self) -> str:

@@ -80,6 +80,9 @@ def test_dbfs_maps_to_fuse_path(url):
     ("memory://", "no location"),
     ("file://otherhost/x", "not a valid file URL"),
     ("dbfs://workspace/x", "not a valid dbfs URL"),
+    ("/tmp/run#1", "'#' or '?'"),  # petastorm would read /tmp/run
+    ("file:///tmp/run?x", "'#' or '?'"),
+    ("dbfs:/ml/run#2", "'#' or '?'"),
 ])
 def test_invalid_url_is_rejected_at_create(url, expected):
     with pytest.raises(ValueError, match=expected) as err:
