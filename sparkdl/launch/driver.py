@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
 _FAILURE_SETTLE_S = 2.0  # after a failure, how long to wait for the other ranks' reports
+_DRAIN_MAX_S = 1.0  # then how long at most for the messages still arriving
 _CANCEL_WAIT_S = 60.0
 # Messages of ranks that failed only because another rank went away first.
 _SECONDARY = ("gloo", "horovodinternalerror", "connection closed by peer", "broken pipe",
@@ -205,12 +206,15 @@ class _BarrierJob:
 
     def _drain(self, channel: DriverChannel, on_message: Callable[[int, Any], None] | None,
                settle: float) -> None:
+        """Handle messages for `settle` seconds, then until none comes for 0.05 s, but at most
+        _DRAIN_MAX_S longer: ranks that keep reporting do not hold the driver."""
         deadline = time.monotonic() + settle
         while True:
             msg = channel.get(max(0.0, deadline - time.monotonic()) or 0.05)
-            if msg is None and time.monotonic() >= deadline:
-                return
             self._handle(msg, on_message)
+            now = time.monotonic()
+            if (msg is None and now >= deadline) or now >= deadline + _DRAIN_MAX_S:
+                return
 
     def _rank_error(self) -> RankFailedError:
         """The root-cause failure: a rank that did not fail only because a peer went away; of

@@ -126,7 +126,34 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
     """Run the pickled function in a rank process forked from this worker's zygote, stream its
     output with a rank prefix, return its pickled result; raise with the output's last lines when
     it fails, or when its heartbeats stop for `spec.stall_timeout` seconds (it is then killed)."""
-    workdir = tempfile.mkdtemp(prefix=f"sparkdl-rank{rank}-")
+    _remove_left_workdirs()
+    workdir = tempfile.mkdtemp(prefix=f"{_workdir_prefix()}{os.getpid()}-rank{rank}-")
+    try:
+        return _run_in(workdir, payload, env, rank, host, spec)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _workdir_prefix() -> str:
+    """Work directories are named by host too: a temporary directory shared with containers
+    (other process ids) is never swept by mistake."""
+    return f"sparkdl-{socket.gethostname()}-worker"
+
+
+def _remove_left_workdirs() -> None:
+    """Remove the work directories of this host's Python workers that are gone: Spark SIGKILLs
+    a cancelled task's worker, whose own clean-up then never runs (they hold the payload)."""
+    root, prefix = tempfile.gettempdir(), _workdir_prefix()
+    for name in os.listdir(root):
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _run_in(workdir: str, payload: bytes, env: dict[str, str], rank: int, host: str,
+            spec: TaskSpec) -> bytes:
     payload_path = os.path.join(workdir, "payload.pkl")
     result_path = os.path.join(workdir, "result.pkl")
     beat_path = os.path.join(workdir, "heartbeat")
@@ -162,10 +189,10 @@ def run_child(payload: bytes, env: dict[str, str], rank: int, host: str,
         with open(result_path, "rb") as f:
             return f.read()
     finally:
-        if proc.poll() is None:
+        # a dead zygote has taken its rank with it, and answers no wait
+        if proc.poll() is None and proc.zygote.alive():
             proc.kill()
             proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _forward(stdout: IO[str], prefix: str, tail: collections.deque[str]) -> None:

@@ -5,6 +5,7 @@ import threading
 import time
 
 from sparkdl.launch.channel import MAX_LINE_BYTES, ChannelClient, DriverChannel
+from sparkdl.launch.driver import _DRAIN_MAX_S, _BarrierJob
 from sparkdl.launch.rendezvous import horovod_env, slot_plan
 from sparkdl.launch.task import describe_failure
 
@@ -126,3 +127,26 @@ def test_channel_times_out_peers_that_never_authenticate():
 def test_channel_listens_only_on_the_driver_address():
     with DriverChannel(advertise_host="127.0.0.1") as channel:
         assert channel.bound_host == "127.0.0.1"
+
+
+def test_reports_still_coming_do_not_hold_the_driver_after_a_failure():
+    """500 queued reports and a callback taking 20 ms each: 10 s to drain them all."""
+    seen = []
+    job = _BarrierJob(None, 2, b"", {}, "test", stall_timeout=None, use_gpu=None)
+    with DriverChannel(advertise_host="127.0.0.1") as channel:
+        client = ChannelClient(channel.address, channel.secret, rank=1)
+        for step in range(500):
+            client.send("message", payload=step)
+        while channel._server.inbox.qsize() < 500:
+            time.sleep(0.01)
+
+        def slow_callback(rank, payload):
+            seen.append(payload)
+            time.sleep(0.02)
+
+        start = time.monotonic()
+        job._drain(channel, slow_callback, settle=0.2)
+        elapsed = time.monotonic() - start
+        client.close()
+    assert elapsed < 0.2 + _DRAIN_MAX_S + 2.0
+    assert seen == list(range(len(seen))) and len(seen) > 5  # in order, the first ones handled

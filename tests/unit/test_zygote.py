@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent import futures
 
@@ -15,7 +17,7 @@ import psutil
 import pytest
 
 import sparkdl.launch.zygote as zygote_module
-from sparkdl.launch.task import TaskSpec, run_child
+from sparkdl.launch.task import TaskSpec, _workdir_prefix, run_child
 from sparkdl.launch.zygote import PRELOAD_ENV, RANK_NAME, ZYGOTE_NAME, zygote
 
 
@@ -162,3 +164,46 @@ def test_a_rank_that_closes_its_output_runs_past_the_reply_timeout(monkeypatch):
     payload = cloudpickle.dumps((_close_output_and_work, (3.0,), {}))
     spec = _spec(SPARKDL_TEST_ZYGOTE="short-timeout")  # a new zygote, with the short timeout
     assert cloudpickle.loads(run_child(payload, {}, 0, "127.0.0.1", spec)) == 7
+
+
+def _kill_the_zygote_once_its_rank_runs(workdirs):
+    deadline = time.monotonic() + 60
+    while not list(workdirs.glob("*/payload.pkl")) or zygote_module._zygote is None:
+        assert time.monotonic() < deadline, "the rank did not start in 60 s"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    zygote_module._zygote.proc.kill()
+
+
+def test_a_dead_zygote_is_the_reported_error_and_the_rank_work_directory_goes(tmp_path,
+                                                                              monkeypatch):
+    workdirs = tmp_path / "tmp"
+    workdirs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(workdirs))
+    payload = cloudpickle.dumps((time.sleep, (60,), {}))
+    killer = threading.Thread(target=_kill_the_zygote_once_its_rank_runs, args=(workdirs,))
+    killer.start()
+    try:
+        with pytest.raises(RuntimeError, match="zygote process .* stopped answering"):
+            run_child(payload, {}, 0, "127.0.0.1", _spec(SPARKDL_TEST_ZYGOTE="killed"))
+    finally:
+        killer.join()
+    assert list(workdirs.iterdir()) == []
+
+
+def test_work_directories_of_workers_that_are_gone_are_removed(tmp_path, monkeypatch):
+    """A cancelled task's worker is SIGKILLed: its rank's work directory stays behind."""
+    workdirs = tmp_path / "tmp"
+    workdirs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(workdirs))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    prefix = _workdir_prefix()
+    left = [f"{prefix}{gone.pid}-rank0-a", f"{prefix}{os.getpid()}-rank1-b",
+            f"sparkdl-otherhost-worker{gone.pid}-rank0-c", "users-own"]
+    for name in left:
+        (workdirs / name).mkdir()
+        (workdirs / name / "payload.pkl").write_bytes(b"x")
+    assert cloudpickle.loads(run_child(cloudpickle.dumps((abs, (-5,), {})), {}, 0, "127.0.0.1",
+                                       _spec())) == 5
+    assert sorted(p.name for p in workdirs.iterdir()) == sorted(left[1:])
