@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import random
 import uuid
@@ -254,7 +255,8 @@ class _FitPlan:
             self.optimizer = optimizer_config(optimizer)
         except ValueError as exc:
             raise ValueError(f"optimizer {optimizer!r} is not a Keras optimizer: {exc}") from exc
-        self.custom_objects = with_registered(est.getCustomObjects())
+        self.custom_objects = {**_plain_functions(self.compile_args.values()),
+                               **with_registered(est.getCustomObjects())}
         check.check_picklable("custom_objects", self.custom_objects)
         check.check_picklable("callbacks", est.getCallbacks())
 
@@ -285,6 +287,20 @@ class _FitPlan:
             train_steps=est.getTrainStepsPerEpoch(), val_steps=est.getValidationStepsPerEpoch(),
             shuffle=est.getShuffle(), seed=self.seed, verbose=est.getVerbose(),
             jit_compile=est.getJitCompile())
+
+
+def _plain_functions(values: Any) -> dict[str, Any]:
+    """Functions among losses and metrics (nested in lists and dicts) by name, except Keras'
+    own: a saved model names them, and loads only where custom_objects holds them."""
+    found: dict[str, Any] = {}
+    for value in values:
+        if isinstance(value, dict):
+            found.update(_plain_functions(value.values()))
+        elif isinstance(value, list | tuple):
+            found.update(_plain_functions(value))
+        elif inspect.isfunction(value) and value.__module__.split(".")[0] != "keras":
+            found[value.__name__] = value
+    return found
 
 
 def _epochs_from(history: dict[str, list[float]], first: int) -> dict[str, list[float]]:

@@ -95,6 +95,11 @@ def squared_error(y_true, y_pred):
     return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
 
 
+def mean_gap(y_true, y_pred):
+    """A custom metric function passed as it is, not through custom_objects."""
+    return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1)
+
+
 class RecordOnRanks(keras.callbacks.Callback):
     """Each rank writes its learning rate per epoch and its final weights to `directory`."""
 

@@ -12,6 +12,7 @@ from keras_helpers import (
     accuracy,
     assembled_df,
     make_estimator,
+    mean_gap,
     mlp,
     no_spark_job,
     recorded,
@@ -38,13 +39,13 @@ def test_subclassed_model_with_custom_layer_loss_and_metric(spark, features_df, 
     model = SubclassedMLP(hidden=16)
     model.build((None, 4))
     # the model and its layer are known to the ranks through keras' registry alone; the loss
-    # goes through custom_objects
+    # goes through custom_objects, the metric function needs no entry there
     est = _estimator(store_root, model=model, loss=squared_error,
-                     metrics=[keras.metrics.BinaryAccuracy(name="acc")],
+                     metrics=[keras.metrics.BinaryAccuracy(name="acc"), mean_gap],
                      custom_objects={"squared_error": squared_error})
     pm = Pipeline(stages=[est]).fit(features_df)
     history = pm.stages[-1].getHistory()
-    assert history["loss"][-1] < history["loss"][0] and "acc" in history
+    assert history["loss"][-1] < history["loss"][0] and {"acc", "mean_gap"} <= set(history)
 
     out = pm.transform(features_df)
     assert accuracy(out) > 0.9
