@@ -23,7 +23,7 @@ def fit_fingerprint(model: Any, optimizer: dict[str, Any], params: dict[str, Any
     """One digest per part of a fit that a resumed run must share."""
     import keras
 
-    architecture = {"layers": [type(layer).__name__ for layer in model.layers],
+    architecture = {"layers": _layers(model),
                     "weights": [(tuple(w.shape), str(w.dtype)) for w in model.weights],
                     "class": type(model).__name__}
     data = {"columns": {name: [spec.dtype, list(spec.shape)]
@@ -36,6 +36,24 @@ def fit_fingerprint(model: Any, optimizer: dict[str, Any], params: dict[str, Any
              **{name: keras.saving.serialize_keras_object(params.get(name))
                 for name in EPOCH_PARAMS}}
     return {name: _digest(value) for name, value in parts.items()}
+
+
+def _layers(model: Any) -> list[Any]:
+    """Each layer's class and config without names (activations, rates, initialisers): models
+    that differ only there have the same weights but are not the same fit."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):  # its config names its layers: take theirs instead
+            config = _layers(layer)
+        else:
+            try:
+                config = _without_names(layer.get_config())
+            except (NotImplementedError, TypeError):  # a custom layer without get_config
+                config = None
+        found.append([type(layer).__name__, config])
+    return found
 
 
 def _without_names(config: Any) -> Any:

@@ -168,6 +168,7 @@ def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
     before = store.listdir(store.checkpoint_dir("mine"))
     for change, named in [(dict(batch_size=32), "batch_size"),
                           (dict(model=mlp(hidden=8)), "model architecture"),
+                          (dict(model=mlp(activation="tanh")), "model architecture"),
                           (dict(optimizer=keras.optimizers.SGD(0.1)), "optimizer")]:
         est = _estimator(store_root, run_id="mine", epochs=2, num_proc=1, **change)
         with pytest.raises(ValueError, match=f"run_id 'mine' holds checkpoints of a different "
