@@ -88,7 +88,10 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
                              f"num_proc={num_proc} so that every process gets data")
         if check is not None:
             check(profile.columns)
-        train, val = _write(df, store, key, split, profile, num_proc)
+        written = _write(df, store, key, split, profile, num_proc)
+        if isinstance(written, DatasetMeta):  # by another application, its columns checked
+            return written
+        train, val = written
         meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
                            sample_weight_col=sample_weight_col, columns=profile.columns,
                            train=train, val=val, reuse=reuse, store=store)
@@ -205,8 +208,9 @@ def write_tasks(rows: int, row_bytes: int, num_proc: int, parallelism: int) -> i
 
 
 def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, profile: Profile,
-           num_proc: int) -> tuple[SplitInfo, SplitInfo | None]:
-    """Write into a hidden temporary directory, then rename it to the key's directory."""
+           num_proc: int) -> tuple[SplitInfo, SplitInfo | None] | DatasetMeta:
+    """Write into a hidden temporary directory, then rename it to the key's directory; or the
+    key's metadata, when another application (same cache_key) wrote it meanwhile."""
     final, tmp = store.data_dir(key), store.path("data", f".{key}.tmp-{uuid.uuid4().hex}")
     row_bytes = bytes_per_row(profile.columns.values())
     parallelism = session_of(df.sparkSession).parallelism()
@@ -225,6 +229,10 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
         if not merged or _fewer_files(store, tmp, split, num_proc):
             store.delete(tmp)
             _write_parquet(df, store, tmp, specs, split, files, file_rows, merge=False)
+        written = DatasetMeta.load(store, key)
+        if written is not None:  # the other application's data may be in use: keep it
+            store.delete(tmp)
+            return written
         store.delete(final)  # a directory without metadata is a leftover of a crashed write
         store.move(tmp, final)
     except BaseException:

@@ -254,6 +254,23 @@ def test_non_deterministic_plans_are_not_reused_unless_a_cache_key_is_given(fram
                        cache_key="my-sample") == keyed
 
 
+def test_data_another_application_wrote_meanwhile_under_the_cache_key_is_kept(frame, store):
+    first = materialize(frame, store, "vec", "label", num_proc=2, cache_key="shared")
+    final = store.local_path(store.data_dir(first.key))
+    aside = final + ".other-application"
+    os.rename(final, aside)  # as if the key were not written yet when this fit looked
+    files = sorted(os.listdir(f"{aside}/train"))
+
+    def other_application_finishes(columns):  # between this fit's look and its write
+        os.rename(aside, final)
+
+    again = materialize(frame, store, "vec", "label", num_proc=2, cache_key="shared",
+                        check=other_application_finishes)
+    assert again == first
+    assert sorted(os.listdir(f"{final}/train")) == files  # its files, not this fit's
+    assert sorted(os.listdir(os.path.dirname(final))) == [first.key]  # no temporary left
+
+
 def _last_job_stages(spark, group: str) -> int:
     tracker = spark.sparkContext.statusTracker()
     return len(tracker.getJobInfo(max(tracker.getJobIdsForGroup(group))).stageIds)
