@@ -2,6 +2,7 @@
 its GPU settings let each rank have its own GPU."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,12 +41,13 @@ class Slots:
 
 def count_slots(executors: list[Executor], task_cpus: int, task_gpus: float) -> Slots:
     """Per executor, cores // task_cpus tasks and, with task GPUs, as many as its GPUs hold
-    (a fractional amount shares a GPU among 1/amount tasks), summed over executors."""
+    (a fractional amount shares a GPU among floor(1/amount) tasks, as Spark counts them),
+    summed over executors."""
     cpu = sum(e.cores // task_cpus for e in executors)
     if not task_gpus:
         return Slots(cpu, None)
     if task_gpus < 1:
-        return Slots(cpu, sum(e.gpus * round(1 / task_gpus) for e in executors))
+        return Slots(cpu, sum(e.gpus * math.floor(1.0 / task_gpus) for e in executors))
     return Slots(cpu, sum(int(e.gpus // task_gpus) for e in executors))
 
 
@@ -97,6 +99,9 @@ def check_num_proc(num_proc: int | None, slots: Slots | None) -> int:
             "num_proc is not set and this Spark Connect session does not tell how many tasks "
             "the cluster runs at once (neither a local master, spark.cores.max nor "
             "spark.executor.instances with spark.executor.cores is set); set num_proc")
+    if num_proc is None and slots.ranks == 0:
+        raise ValueError(f"num_proc is not set and the cluster has no task slots yet: "
+                         f"{slots.describe()}; wait for executors to register, or set num_proc")
     if num_proc is None:
         num_proc = slots.ranks
     if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:

@@ -14,6 +14,7 @@ def test_ranks_at_once_are_the_fewer_of_cpu_and_gpu_slots():
     assert count_slots(two_gpu_hosts, task_cpus=1, task_gpus=1).ranks == 2
     assert count_slots(two_gpu_hosts, task_cpus=4, task_gpus=0.5).ranks == 4  # 2 tasks a GPU
     assert count_slots([Executor(4, 4)], task_cpus=1, task_gpus=2).ranks == 2
+    assert count_slots([Executor(8, 1)], task_cpus=1, task_gpus=0.35).ranks == 2  # Spark: floor
     assert count_slots(two_gpu_hosts, task_cpus=1, task_gpus=0) == Slots(cpu=16, gpu=None)
     assert count_slots(two_gpu_hosts, task_cpus=1, task_gpus=0).ranks == 16
 
@@ -25,6 +26,9 @@ def test_num_proc_above_the_gpu_slots_fails_naming_both_counts():
                                          r"spark.task.resource.gpu.amount\)"):
         check_num_proc(3, Slots(cpu=16, gpu=2))
     assert check_num_proc(None, Slots(cpu=16, gpu=2)) == 2
+    with pytest.raises(ValueError, match="num_proc is not set and the cluster has no task slots "
+                                         "yet: 0 CPU task slots"):
+        check_num_proc(None, Slots(cpu=0, gpu=None))  # no executor registered in time
 
 
 class _Session:
