@@ -243,6 +243,7 @@ class _FitPlan:
         self.seed = est.getRandomSeed()
         if self.seed is None:
             self.seed = random.randrange(2**31)
+        check.check_seed("random_seed", self.seed)
         specs = inspect_columns(df, [*self.feature_cols, *self.label_cols,
                                      *([weight] if weight else [])])
         check.check_input_shapes(self.signature, self.feature_cols, specs)

@@ -70,6 +70,12 @@ def check_positive(param: str, value: Any, optional: bool = False) -> None:
         raise ValueError(f"{param} must be a positive integer; got {value!r}")
 
 
+def check_seed(param: str, value: Any) -> None:
+    """A seed every rank can add its rank to and still give numpy (which takes < 2**32)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ValueError(f"{param} must be an integer in [0, 2**31) or None; got {value!r}")
+
+
 def check_validation(value: Any, available: Sequence[str]) -> None:
     if value is None:
         return

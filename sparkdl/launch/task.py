@@ -223,10 +223,16 @@ def describe_stall(rank: int, host: str, stall_timeout: float, tail: list[str]) 
             f"{_lines(tail)}")
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal (SIGRTMIN + n) has no name in the enum
+        return str(number)
+
+
 def describe_failure(rank: int, host: str, code: int, tail: list[str]) -> str:
     """One message naming the rank, how it ended (exit code or signal) and its last output lines."""
-    how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
-           else f"exited with code {code}")
+    how = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
     return f"rank {rank} on {host} {how}; its last output lines:\n{_lines(tail)}"
 
 

@@ -206,12 +206,14 @@ def _bad_frames(spark):
                        "num_proc must be a positive integer; got 0", False),
         "unpicklable custom object": (four, dict(custom_objects={"lock": threading.Lock()}),
                                       TypeError, "custom_objects cannot be pickled", False),
+        "negative seed": (four, dict(random_seed=-1), ValueError,
+                          "random_seed must be an integer in [0, 2**31) or None; got -1", False),
     }
 
 
 CASES = ["missing column", "null in a feature", "null in a label", "string column",
          "ragged array", "vector size", "label count", "empty DataFrame", "num_proc=0",
-         "unpicklable custom object"]
+         "unpicklable custom object", "negative seed"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -33,6 +33,7 @@ def test_horovod_env_uses_gloo_and_the_rendezvous_address():
 
 def test_failure_text_names_rank_signal_and_last_lines():
     assert "rank 2 on h was killed by signal SIGKILL" in describe_failure(2, "h", -9, ["x"])
+    assert "rank 2 on h was killed by signal 35" in describe_failure(2, "h", -35, ["x"])
     text = describe_failure(0, "h", 1, ["Traceback", "ValueError: bad"])
     assert "exited with code 1" in text and "ValueError: bad" in text
 
