@@ -57,12 +57,15 @@ def _layers(model: Any) -> list[Any]:
 
 
 def _without_names(config: Any) -> Any:
-    """A config without its "name" entries: Keras numbers them per instance (adam, adam_1)."""
+    """A config without its "name" entries (Keras numbers them per instance: adam, adam_1), and
+    objects other than JSON values by their type (their str may hold an address)."""
     if isinstance(config, dict):
         return {k: _without_names(v) for k, v in config.items() if k != "name"}
-    if isinstance(config, list):
+    if isinstance(config, list | tuple):
         return [_without_names(v) for v in config]
-    return config
+    if config is None or isinstance(config, str | int | float):
+        return config
+    return type(config).__name__
 
 
 def _digest(value: Any) -> str:
