@@ -41,6 +41,11 @@ class BlobParamsWriter(MLWriter):
         super().__init__()
         self.instance = instance
 
+    def _handleOverwrite(self, path: str) -> None:
+        """Remove `path` before an overwrite, through the session (pyspark's own way needs the
+        JVM, which a Spark Connect client has not)."""
+        session_of(self.sparkSession).delete(path)
+
     def saveImpl(self, path: str) -> None:
         # blobs first: an object that cannot be saved fails the save before anything is written
         rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]

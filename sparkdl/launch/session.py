@@ -211,8 +211,12 @@ class ConnectSession(Session):
                       for r in rows)
 
     def exists(self, path: str) -> bool:
-        """Whether `path` exists, through fsspec: this client must reach the path."""
-        fs, root = _fsspec(path)
+        """Whether `path` exists, through fsspec; False for a path this client cannot reach
+        (a scheme only the server knows: its own write then says what is wrong)."""
+        try:
+            fs, root = _fsspec(path)
+        except ValueError:
+            return False
         return bool(fs.exists(root))
 
     def delete(self, path: str) -> None:

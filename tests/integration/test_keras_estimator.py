@@ -281,6 +281,21 @@ def test_a_failed_save_leaves_nothing_behind(spark, store_root, tmp_path):
     assert not os.path.exists(path)
 
 
+def test_saving_over_an_existing_path_needs_overwrite_and_keeps_what_is_there(session,
+                                                                            store_root, tmp_path):
+    import os
+
+    path = str(tmp_path / "estimator")
+    est = _estimator(store_root)
+    est.write().save(path)
+    saved = sorted(os.listdir(path))
+    with pytest.raises(FileExistsError, match="already exists"):
+        est.write().save(path)
+    assert sorted(os.listdir(path)) == saved and os.listdir(f"{path}/metadata")
+    est.write().overwrite().save(path)
+    assert sorted(os.listdir(path)) == saved
+
+
 def test_a_save_spark_cannot_write_raises_sparks_error_not_the_cleanups(session, store_root):
     with pytest.raises(Exception) as failed:
         _estimator(store_root).write().save("nosuchscheme://bucket/model")
