@@ -89,7 +89,7 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
         if check is not None:
             check(profile.columns)
         written = _write(df, store, key, split, profile, num_proc)
-        if isinstance(written, DatasetMeta):  # by another application, its columns checked
+        if isinstance(written, DatasetMeta):  # another application published the key meanwhile
             return written
         train, val = written
         meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
