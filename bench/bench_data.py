@@ -77,7 +77,7 @@ def _bench_reads(args: argparse.Namespace, store: Store, meta: DatasetMeta) -> N
     alone on the same rows already in memory (what any numpy input to Keras pays)."""
     import tensorflow as tf
 
-    url, files = store.petastorm_url(meta.train_path), _parquet_files(meta.train_path)
+    url, files = store.dataset_url(meta.train_path), _parquet_files(meta.train_path)
     columns = [meta.columns[name] for name in ("features", "label")]
 
     def count(dataset: tf.data.Dataset) -> None:

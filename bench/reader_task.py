@@ -34,7 +34,7 @@ def main() -> None:
 
     def one_pass() -> int:
         return sum(len(labels) for _, labels in open_shard_dataset(
-            store.petastorm_url(meta.train_path), 0, 1, args.batch_size, meta=meta,
+            store.dataset_url(meta.train_path), 0, 1, args.batch_size, meta=meta,
             shuffle=True, num_epochs=1))
 
     one_pass()

@@ -27,11 +27,11 @@ fi
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip 'setuptools<70' wheel
 echo "bootstrap: installing the pinned stack (constraints.txt)"
-$PIP install -q -c constraints.txt tensorflow-cpu keras tensorboard pyspark petastorm pyarrow numpy pandas \
+$PIP install -q -c constraints.txt tensorflow-cpu keras tensorboard pyspark pyarrow numpy pandas \
   pyyaml cloudpickle psutil fsspec h5py
 if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   PYTHON="$VENV/bin/python" bash scripts/build_horovod.sh
 fi
 $PIP install -q -c constraints.txt -e '.[test,notebook]'
-"$VENV/bin/python" -c "import horovod.tensorflow as hvd, pyspark, petastorm; print('bootstrap: stack ok')"
+"$VENV/bin/python" -c "import horovod.tensorflow as hvd, pyspark; print('bootstrap: stack ok')"
 echo "$want" > "$STAMP"

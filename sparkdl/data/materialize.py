@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo, bytes_per_row
+from sparkdl.data.meta import ColumnSpec, DatasetMeta, SplitInfo, bytes_per_row, is_part_file
 from sparkdl.data.profile import Profile, profile_columns
 from sparkdl.data.schema import FLOAT_DTYPES, column_of, inspect_columns, storage_column
 from sparkdl.data.writer import WRITTEN_SCHEMA, make_part_writer
@@ -255,8 +255,7 @@ def _fewer_files(store: Store, tmp: str, split: _Validation | None, num_proc: in
 
 
 def _parts(store: Store, path: str) -> list[str]:
-    return [f"{path}/{name}" for name in store.listdir(path)
-            if name.endswith(".parquet") and not name.startswith((".", "_"))]
+    return [f"{path}/{name}" for name in store.listdir(path) if is_part_file(name)]
 
 
 def _write_parquet(df: DataFrame, store: Store, tmp: str, specs: list[ColumnSpec],

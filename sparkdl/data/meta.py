@@ -51,6 +51,11 @@ class ColumnSpec:
         return not (self.shape and self.dtype.startswith("float"))
 
 
+def is_part_file(name: str) -> bool:
+    """Whether a file name in a split is one of its Parquet data files (not metadata or hidden)."""
+    return name.endswith(".parquet") and not name.startswith((".", "_"))
+
+
 def bytes_per_row(columns: Iterable[ColumnSpec]) -> int:
     """Bytes of one row of `columns`, at least 1: byte budgets are divided by it into rows."""
     return max(1, sum(c.row_bytes for c in columns))

@@ -1,32 +1,28 @@
 """Executor side: one rank's shard of a materialized split as a tf.data.Dataset.
 
-Petastorm reads the row groups holding the shard's rows in threads; each is cut to the shard's
-part, converted to numpy column-wise (no per-row Python work) and re-sliced into batches before
-TensorFlow sees it.
-Imports neither pyspark.sql nor TensorFlow at module level.
+The row groups holding the shard's rows are read in threads with pyarrow (``pyarrow.parquet``
+over a ``pyarrow.fs`` filesystem); each is cut to the shard's part, converted to numpy
+column-wise (no per-row Python work) and re-sliced into batches before TensorFlow sees it.
+Imports neither pyspark.sql nor TensorFlow at module level, nor petastorm at all.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
-import warnings
+import random
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from petastorm.arrow_reader_worker import ArrowReaderWorker
-from petastorm.cache import NullCache
-from petastorm.fs_utils import get_filesystem_and_path_or_paths, normalize_dir_url
-from petastorm.reader import Reader
-from petastorm.workers_pool import EmptyResultError
-from petastorm.workers_pool.thread_pool import ThreadPool
-from petastorm.workers_pool.ventilator import ConcurrentVentilator
-from pyarrow.filesystem import DaskFileSystem
-from pyarrow.filesystem import FileSystem as LegacyFileSystem
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from sparkdl.data.batching import Rebatcher
-from sparkdl.data.meta import ColumnSpec, DatasetMeta, bytes_per_row
+from sparkdl.data.meta import ColumnSpec, DatasetMeta, bytes_per_row, is_part_file
 from sparkdl.data.sharding import group_slices, shard_bounds, steps_per_epoch
 
 if TYPE_CHECKING:
@@ -34,11 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every reader and row group.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
-
 DEFAULT_WORKERS = 4
-# Row groups read ahead beyond one per worker. petastorm's default, 3 more per worker, kept up
+# Row groups read ahead beyond one per worker. 3 more per worker (petastorm's default) kept up
 # to 16 in memory (306-316 MiB of Arrow buffers at 1M rows x 64 floats against 207-213 MiB with
 # 2), for no speed: a pass over those 1M rows took 0.32-0.38 s either way.
 ROW_GROUPS_AHEAD = 2
@@ -55,7 +48,7 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
                        num_epochs: int | None = None, shuffle_buffer_rows: int | None = None,
                        workers: int = DEFAULT_WORKERS,
                        storage_options: dict[str, Any] | None = None) -> tf.data.Dataset:
-    """Batches of shard `rank` of `size` of the split at `path` (a petastorm URL).
+    """Batches of shard `rank` of `size` of the split at `path` (a `Store.dataset_url`).
 
     Yields ``(features, labels)`` or ``(features, labels, sample_weights)``; each is one tensor
     per column, or a tuple in column order when there are several. Shards are row ranges
@@ -123,10 +116,10 @@ def _shard_blocks(path: str, rank: int, size: int, batch_size: int, columns: lis
                   shuffle: bool, seed: int | None, num_epochs: int | None, window_rows: int,
                   workers: int, storage_options: dict[str, Any] | None,
                   ) -> Iterator[tuple[np.ndarray, ...]]:
-    """Blocks of batches of numpy columns, epoch after epoch; the petastorm reader stops when
+    """Blocks of batches of numpy columns, epoch after epoch; the reader's threads stop when
     iteration ends or the generator is dropped."""
-    reader = _ShardReader(path, rank, size, shuffle=shuffle, seed=seed, workers=workers,
-                          storage_options=storage_options)
+    reader = _ShardReader(path, rank, size, [c.name for c in columns], shuffle=shuffle,
+                          seed=seed, workers=workers, storage_options=storage_options)
     try:
         rng = np.random.default_rng(None if seed is None else [seed, rank]) if shuffle else None
         rebatcher = Rebatcher(batch_size, steps_per_epoch(reader.split_rows, batch_size, size),
@@ -134,7 +127,7 @@ def _shard_blocks(path: str, rank: int, size: int, batch_size: int, columns: lis
         epoch = 0
         while True:
             rows = 0
-            for table in reader:
+            for table in reader:  # one epoch: the same row groups, in a new order when shuffled
                 rows += table.num_rows
                 yield from rebatcher.add([_to_numpy(table.column(c.name), c) for c in columns])
             if rows != reader.shard_rows:
@@ -144,107 +137,88 @@ def _shard_blocks(path: str, rank: int, size: int, batch_size: int, columns: lis
             epoch += 1
             if num_epochs is not None and epoch >= num_epochs:
                 break
-            reader.reset()  # same row groups, new order (petastorm reshuffles per pass)
     finally:
-        reader.stop()
-        reader.join()
+        reader.close()
 
 
-class _ArrowTables:
-    """Hands over each row group as a pyarrow Table instead of petastorm's numpy conversion.
+def parquet_filesystem(url: str, storage_options: dict[str, Any] | None = None,
+                       ) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and path for `url`: pyarrow's own for ``file://`` and local paths,
+    else the fsspec filesystem of the URL's scheme (with `storage_options`) wrapped for pyarrow."""
+    if url.startswith("file://") or "://" not in url:
+        return pafs.LocalFileSystem(), url.removeprefix("file://")
+    import fsspec
 
-    petastorm converts list columns row by row (np.vstack of a Python list); converting whole
-    columns is ~2x faster. Plugs into petastorm 0.13's results-queue protocol (pinned version).
+    filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), root
+
+
+class _ShardReader:
+    """One rank's rows of a split: the row groups that hold its range (laid end to end in
+    (file, row group) order), each read in a thread and cut to the shard's part.
+
+    Iterating gives one epoch of pyarrow Tables, in a new row-group order each time when
+    shuffled; at most ``workers + ROW_GROUPS_AHEAD`` row groups are read ahead of the consumer.
     """
 
-    batched_output = True
-
-    def read_next(self, workers_pool: Any, schema: Any, ngram: Any) -> pa.Table:
-        while True:
-            try:
-                return workers_pool.get_results()
-            except EmptyResultError:
-                # petastorm's ThreadPool checks "workers idle" and "ventilation finished" one after
-                # the other; row groups ventilated in between are dropped (~5% of one-row-group
-                # shards read nothing). Once ventilation has finished, a fresh check is reliable.
-                if workers_pool.all_workers_done():
-                    raise StopIteration from None
-
-
-class _SliceWorker(ArrowReaderWorker):
-    """Reads one row group and publishes the rows of it that belong to the shard, as a Table.
-
-    petastorm's own worker also copies every row group through ``take`` (even unshuffled)."""
-
-    @staticmethod
-    def new_results_queue_reader() -> _ArrowTables:
-        return _ArrowTables()
-
-    def process(self, piece_index: int, rows: tuple[int, int]) -> None:
-        first, stop = rows
-        table = self._split_pieces[piece_index].read(columns=list(self._schema.fields))
-        self.publish_func(table.slice(first, stop - first))
-
-
-class _LegacyFsspec(DaskFileSystem):
-    """An fsspec filesystem as the legacy pyarrow.filesystem that petastorm 0.13 needs on
-    pyarrow 14 (pyarrow's own S3FSWrapper calls an s3fs API that no longer exists)."""
-
-    def isdir(self, path: str) -> bool:
-        return self.fs.isdir(path)
-
-    def isfile(self, path: str) -> bool:
-        return self.fs.isfile(path)
-
-
-class _ShardReader(Reader):
-    """petastorm's Reader over one rank's rows: the row groups that hold its range of the split
-    (laid end to end in (file, row group) order), each cut to its part by `_SliceWorker`.
-
-    Plugs into petastorm 0.13's Reader hooks for choosing and ventilating row groups."""
-
-    def __init__(self, url: str, rank: int, size: int, *, shuffle: bool, seed: int | None,
-                 workers: int, storage_options: dict[str, Any] | None) -> None:
-        self._rank, self._size = rank, size
-        self.split_rows = self.shard_rows = 0
-        self._slices: dict[int, tuple[int, int]] = {}
-        filesystem, dataset_path = get_filesystem_and_path_or_paths(
-            normalize_dir_url(url), storage_options=storage_options)
-        if not isinstance(filesystem, LegacyFileSystem):
-            # an fsspec store (s3://, ...): petastorm 0.13 opens it with ParquetDataset keywords
-            # that pyarrow 14 accepts only with a legacy pyarrow.filesystem
-            filesystem = _LegacyFsspec(filesystem)
-        super().__init__(filesystem, dataset_path, worker_class=_SliceWorker,
-                         reader_pool=ThreadPool(workers, 2 * workers, seed=seed), seed=seed,
-                         shuffle_row_groups=shuffle, num_epochs=1, cache=NullCache(),
-                         is_batched_reader=True)
-
-    def _filter_row_groups(self, dataset: Any, row_groups: list[Any], *_: Any,
-                           ) -> tuple[list[int], None]:
-        order = sorted(range(len(row_groups)),
-                       key=lambda i: (row_groups[i].path, row_groups[i].row_group))
-        footers: dict[str, Any] = {}
-        counts = []
-        for i in order:
-            piece = row_groups[i]
-            if piece.path not in footers:
-                footers[piece.path] = piece.get_metadata()
-            counts.append(footers[piece.path].row_group(piece.row_group).num_rows)
+    def __init__(self, url: str, rank: int, size: int, columns: list[str], *, shuffle: bool,
+                 seed: int | None, workers: int,
+                 storage_options: dict[str, Any] | None) -> None:
+        self._fs, root = parquet_filesystem(url, storage_options)
+        self._columns, self._shuffle = columns, shuffle
+        self._order_rng = random.Random(None if seed is None else f"{seed}/{rank}")
+        self._ahead = workers + ROW_GROUPS_AHEAD
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"sparkdl-reader-{rank}")
+        try:
+            files = sorted(info.path for info in self._fs.get_file_info(pafs.FileSelector(root))
+                           if info.type == pafs.FileType.File and is_part_file(info.base_name))
+            if not files:
+                raise FileNotFoundError(f"no Parquet part files in {url!r}; expected a split "
+                                        "written by sparkdl's materialize")
+            self._footers = dict(zip(files, self._pool.map(self._footer, files), strict=True))
+        except BaseException:
+            self._pool.shutdown(cancel_futures=True)
+            raise
+        groups = [(f, g) for f in files for g in range(self._footers[f].num_row_groups)]
+        counts = [self._footers[f].row_group(g).num_rows for f, g in groups]
         self.split_rows = sum(counts)
-        begin, end = shard_bounds(self.split_rows, self._rank, self._size)
+        begin, end = shard_bounds(self.split_rows, rank, size)
         self.shard_rows = end - begin
-        self._slices = {order[i]: part for i, part in group_slices(counts, begin, end).items()}
-        return sorted(self._slices), None
+        self._pieces = [(*groups[i], first, stop)
+                        for i, (first, stop) in group_slices(counts, begin, end).items()]
 
-    def _create_ventilator(self, row_group_indexes: list[int], shuffle_row_groups: bool,
-                           _drop_partitions: int, num_epochs: int | None, _predicate: Any,
-                           _max_ventilation_queue_size: int, seed: int | None,
-                           ) -> ConcurrentVentilator:
-        items = [{"piece_index": i, "rows": self._slices[i]} for i in row_group_indexes]
-        in_flight = self._workers_pool.workers_count + ROW_GROUPS_AHEAD
-        return ConcurrentVentilator(self._workers_pool.ventilate, items, iterations=num_epochs,
-                                    max_ventilation_queue_size=in_flight,
-                                    randomize_item_order=shuffle_row_groups, random_seed=seed)
+    def _footer(self, path: str) -> pq.FileMetaData:
+        with self._fs.open_input_file(path) as f:
+            return pq.read_metadata(f)
+
+    def _read(self, path: str, group: int, first: int, stop: int) -> pa.Table:
+        """The rows ``[first, stop)`` of one row group, the reader's columns only."""
+        with self._fs.open_input_file(path) as f:
+            table = pq.ParquetFile(f, metadata=self._footers[path]).read_row_group(
+                group, columns=self._columns)
+        return table.slice(first, stop - first)
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        pieces = list(self._pieces)
+        if self._shuffle:
+            self._order_rng.shuffle(pieces)
+        queued = iter(pieces)
+        in_flight: deque[Future[pa.Table]] = deque(
+            self._pool.submit(self._read, *piece) for piece in islice(queued, self._ahead))
+        try:
+            while in_flight:
+                table = in_flight.popleft().result()
+                piece = next(queued, None)
+                if piece is not None:
+                    in_flight.append(self._pool.submit(self._read, *piece))
+                yield table
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+    def close(self) -> None:
+        """Stop the threads (row groups not yet started are dropped)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _to_numpy(column: pa.ChunkedArray, spec: ColumnSpec) -> np.ndarray:

@@ -3,7 +3,7 @@
 Rows are laid end to end in (file path, row group) order; rank r of `size` owns the contiguous
 range ``[rows * r // size, rows * (r + 1) // size)``, so shard sizes differ by at most one row.
 Every rank runs `steps_per_epoch` batches: whole batches, then one last batch with the rest of
-its shard (1 to batch_size + 1 rows). Pure functions: no Spark, petastorm or TensorFlow.
+its shard (1 to batch_size + 1 rows). Pure functions: no Spark, Parquet or TensorFlow.
 """
 from __future__ import annotations
 

@@ -93,8 +93,9 @@ class Store:
         needs no connector (such as Hadoop's S3A) or credentials of its own."""
         return self._location.is_local or self._location.protocol in _HADOOP_SCHEMES
 
-    def petastorm_url(self, path: str) -> str:
-        """URL for petastorm.make_batch_reader (pass `storage_options` alongside)."""
+    def dataset_url(self, path: str) -> str:
+        """URL of a split for Parquet readers: sparkdl's shard reader, pyarrow, or
+        ``petastorm.make_batch_reader`` (pass `storage_options` alongside)."""
         native = self._native(path)
         return "file://" + native if self._location.is_local else native
 
@@ -171,7 +172,7 @@ class Store:
         if fs.exists(dst):
             raise FileExistsError(f"cannot move {source!r} to {target!r}: the target exists")
         fs.makedirs(posixpath.dirname(dst), exist_ok=True)
-        fs.mv(src, dst, recursive=True)
+        self._move_tree(src, dst)
 
     def delete(self, path: str) -> None:
         """Delete recursively; only paths strictly under <root>/data, /runs or /models."""
@@ -220,12 +221,25 @@ class Store:
         """Rename `tmp` to `target`; an existing `target` is renamed aside first, then removed."""
         fs = self._filesystem()
         if not fs.exists(target):
-            fs.mv(tmp, target, recursive=True)
+            self._move_tree(tmp, target)
             return
         old = _temp_sibling(target)
-        fs.mv(target, old, recursive=True)
-        fs.mv(tmp, target, recursive=True)
+        self._move_tree(target, old)
+        self._move_tree(tmp, target)
         fs.rm(old, recursive=True)
+
+    def _move_tree(self, src: str, dst: str) -> None:
+        """Rename a file or directory: a rename on local disks; on object stores a copy of each
+        file, then a delete (fsspec's recursive move also copies the directories, which are no
+        objects there, and current fsspec fails on that)."""
+        fs = self._filesystem()
+        if self._location.is_local or not fs.isdir(src):
+            fs.mv(src, dst, recursive=True)
+            return
+        root, target = fs._strip_protocol(src).rstrip("/"), fs._strip_protocol(dst).rstrip("/")
+        for file in fs.find(root):
+            fs.copy(file, target + file[len(root):])
+        fs.rm(root, recursive=True)
 
     def _remove_quietly(self, path: str) -> None:
         try:

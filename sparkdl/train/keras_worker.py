@@ -159,17 +159,19 @@ def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[A
     from sparkdl.train.signature import model_signature
 
     meta, store = spec.meta, spec.store
-    train = open_shard_dataset(store.petastorm_url(meta.train_path), rank, size, spec.batch_size,
+    train = open_shard_dataset(store.dataset_url(meta.train_path), rank, size, spec.batch_size,
                                meta=meta, shuffle=spec.shuffle, seed=spec.seed,
                                storage_options=store.storage_options)
     val = None
     if meta.val is not None and meta.val_rows > 0:
-        # Keras restarts the validation iterator every epoch: one pass scores each row once;
-        # a pass that repeats serves a user's validation_steps_per_epoch beyond one pass
-        val = open_shard_dataset(store.petastorm_url(meta.val_path), rank, size,
+        # Repeated, and read `val_steps` batches an epoch (one pass unless the user says
+        # otherwise): Keras 3.2 keeps one validation iterator across epochs, and once a finite
+        # one had ended it ran no step on the next epoch (val metrics 0.0 every other epoch);
+        # later versions start a fresh iterator or keep it. Either way each epoch scores every
+        # row once.
+        val = open_shard_dataset(store.dataset_url(meta.val_path), rank, size,
                                  spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed,
-                                 num_epochs=None if spec.val_steps else 1,
-                                 storage_options=store.storage_options)
+                                 num_epochs=None, storage_options=store.storage_options)
     shapes = model_signature(model).input_shapes
     stored = [meta.columns[c].shape for c in meta.feature_cols]
     if all(_same(a, b) for a, b in zip(shapes, stored, strict=True)):

@@ -193,3 +193,16 @@ class SlowEpochs(keras.callbacks.Callback):
         import time
 
         time.sleep(self.seconds)
+
+
+class EvaluateEachEpoch(keras.callbacks.Callback):
+    """Logs ``evaluate_<metric>``: `model.evaluate` on the given rows, after each epoch."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores = self.model.evaluate(self.x, self.y, batch_size=len(self.y), verbose=0,
+                                     return_dict=True)
+        logs.update({f"evaluate_{name}": float(value) for name, value in scores.items()})

@@ -4,7 +4,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras_helpers import accuracy, make_estimator, mlp, no_spark_job, separable_df
+from keras_helpers import (
+    EvaluateEachEpoch,
+    accuracy,
+    make_estimator,
+    mlp,
+    no_spark_job,
+    separable_df,
+)
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import array_to_vector
@@ -67,6 +74,21 @@ def test_pipeline_learns_predicts_saves_and_loads(session, store_root, tmp_path,
     run_id = keras_model.getRunId()
     assert store.listdir(store.checkpoint_dir(run_id))[-1] == "epoch-00004.ckpt"
     assert store.listdir(store.logs_dir(run_id))
+
+
+def test_validation_metrics_equal_evaluate_at_every_epoch(spark, store_root):
+    """Each epoch's val_* is the model's score on all the validation rows, as `evaluate` gives it
+    (Keras 3.2 ran no validation step on every other epoch when the data ended: zeros)."""
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(
+        separable_df(spark, rows=1200).withColumn("is_val", F.col("id") % 4 == 0))
+    rows = df.where("is_val").orderBy("id").select("features", "label").collect()
+    x = np.array([r.features.toArray() for r in rows], dtype="float32")
+    y = np.array([r.label for r in rows], dtype="float32")
+    history = _estimator(store_root, validation="is_val", batch_size=32, val_batch_size=16,
+                         epochs=4, callbacks=[EvaluateEachEpoch(x, y)]).fit(df).getHistory()
+    assert history["epoch"] == [1, 2, 3, 4]
+    np.testing.assert_allclose(history["val_loss"], history["evaluate_loss"], rtol=1e-4)
+    np.testing.assert_allclose(history["val_accuracy"], history["evaluate_accuracy"], rtol=1e-6)
 
 
 def test_multi_input_multi_output_model(spark, data, store_root):

@@ -23,7 +23,6 @@ from sparkdl.data.sharding import steps_per_epoch
 from sparkdl.store import Store
 
 ROWS = 2000
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # petastorm on pyarrow 14
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def written(spark, tmp_path_factory):
         (F.col("id") * 0.5).alias("w"),
     )
     meta = materialize(frame, store, ["vec", "arr"], "id", sample_weight_col="w", num_proc=4)
-    return store.petastorm_url(meta.train_path), meta
+    return store.dataset_url(meta.train_path), meta
 
 
 def _ids_checked(batches):
@@ -125,25 +124,52 @@ def test_datasets_run_without_the_autotuning_thread(written):
     assert open_dataset(url, 16, meta=meta).options().autotune.enabled is False
 
 
-def test_row_groups_in_flight_stay_bounded(tmp_path):
+def test_row_groups_in_flight_stay_bounded(tmp_path, monkeypatch):
     """With a slow consumer, workers read ahead at most ROW_GROUPS_AHEAD row groups beyond one
-    each: the reader's memory is bounded by that, not by petastorm's 3 more per worker."""
+    each: the reader's memory is bounded by that, not by the shard's size."""
     table = pa.table({"x": np.arange(400, dtype=np.float32)})
     pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=10)  # 40 row groups
-    reader = _ShardReader(f"file://{tmp_path}", 0, 1, shuffle=False, seed=None, workers=2,
-                          storage_options=None)
-    in_flight = []
+    started = []
+    read = _ShardReader._read
+
+    def counted(self, *piece):
+        started.append(piece)
+        return read(self, *piece)
+
+    monkeypatch.setattr(_ShardReader, "_read", counted)
+    reader = _ShardReader(f"file://{tmp_path}", 0, 1, ["x"], shuffle=False, seed=None,
+                          workers=2, storage_options=None)
+    in_flight, values = [], []
     try:
-        for _ in reader:
+        for consumed, chunk in enumerate(reader, start=1):
             time.sleep(0.005)
-            ventilator = reader.ventilator
-            in_flight.append(ventilator._ventilated_items_count
-                             - ventilator._processed_items_count)
+            in_flight.append(len(started) - consumed)
+            values.append(chunk.column("x").to_numpy())
     finally:
-        reader.stop()
-        reader.join()
+        reader.close()
     assert len(in_flight) == 40
-    assert max(in_flight) <= 2 + ROW_GROUPS_AHEAD  # petastorm's own bound: 8
+    assert max(in_flight) <= 2 + ROW_GROUPS_AHEAD
+    np.testing.assert_array_equal(np.concatenate(values), np.arange(400))  # file order
+
+
+def test_a_shuffled_epoch_reads_every_row_group_once_in_a_new_order(tmp_path):
+    table = pa.table({"x": np.arange(400, dtype=np.int64)})
+    pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=10)
+    reader = _ShardReader(str(tmp_path), 1, 2, ["x"], shuffle=True, seed=7, workers=3,
+                          storage_options=None)
+    try:
+        epochs = [[chunk.column("x")[0].as_py() for chunk in reader] for _ in range(2)]
+    finally:
+        reader.close()
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(200, 400, 10))
+    assert epochs[0] != epochs[1]
+
+
+def test_a_split_without_part_files_fails_naming_the_path(tmp_path):
+    (tmp_path / "_SUCCESS").touch()
+    with pytest.raises(FileNotFoundError, match="no Parquet part files in"):
+        _ShardReader(str(tmp_path), 0, 1, ["x"], shuffle=False, seed=None, workers=1,
+                     storage_options=None)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -177,7 +203,7 @@ for _ in tf.data.Dataset.from_generator(lambda: iter([0]), output_types=tf.int64
 after_tensorflow = faults_of_big_arrays()
 store = Store.create(sys.argv[1])
 meta = DatasetMeta.load(store, sys.argv[2])
-for _ in open_shard_dataset(store.petastorm_url(meta.train_path), 0, 2, 64, meta=meta,
+for _ in open_shard_dataset(store.dataset_url(meta.train_path), 0, 2, 64, meta=meta,
                             num_epochs=1):
     pass
 print(after_tensorflow, faults_of_big_arrays())

@@ -54,7 +54,7 @@ def test_path_rejects_bad_parts(store, part):
 def test_local_urls(store):
     path = store.data_dir("k")
     assert store.spark_url(path) == f"file://{path}"
-    assert store.petastorm_url(path) == f"file://{path}"
+    assert store.dataset_url(path) == f"file://{path}"
     assert store.local_path(path) == path
     assert store.local_path(f"file://{path}") == path
 
@@ -67,7 +67,7 @@ def test_dbfs_maps_to_fuse_path(url):
     assert path == "/dbfs/ml/store/data/k"
     assert store.local_path(path) == "/dbfs/ml/store/data/k"
     assert store.spark_url(path) == "file:///dbfs/ml/store/data/k"
-    assert store.petastorm_url(path) == "file:///dbfs/ml/store/data/k"
+    assert store.dataset_url(path) == "file:///dbfs/ml/store/data/k"
     assert store.local_path("dbfs:/ml/store/data/k") == path
 
 
@@ -80,7 +80,7 @@ def test_dbfs_maps_to_fuse_path(url):
     ("memory://", "no location"),
     ("file://otherhost/x", "not a valid file URL"),
     ("dbfs://workspace/x", "not a valid dbfs URL"),
-    ("/tmp/run#1", "'#' or '?'"),  # petastorm would read /tmp/run
+    ("/tmp/run#1", "'#' or '?'"),  # file URLs would end the path at '#'
     ("file:///tmp/run?x", "'#' or '?'"),
     ("dbfs:/ml/run#2", "'#' or '?'"),
 ])

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make test-runtime PROFILE=<name>`: a fresh venv holding one runtime's own packages
+# (scripts/runtimes/<name>.env), sparkdl installed into it as the README's cluster init script
+# does (Horovod built against the runtime's TensorFlow, then the sparkdl wheel with its
+# dependencies), a check that the runtime's packages are unchanged and that no second TensorFlow
+# distribution came in, then the smoke subset (fit, transform, save, load) run there, with the
+# profile's SMOKE_EXTRA tests.
+#
+# Usage: bash scripts/runtime_check.sh PROFILE [pytest node ids...]
+#   VENV_RUNTIME  the venv (default .venv-runtime-PROFILE)   PYTHON  its interpreter (python3.11)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${1:?usage: runtime_check.sh PROFILE [tests...]; profiles: $(ls scripts/runtimes | sed 's/\.env$//' | tr '\n' ' ')}
+shift
+ENV_FILE="scripts/runtimes/$PROFILE.env"
+[ -f "$ENV_FILE" ] || { echo "runtime check: no profile '$PROFILE'; expected one of: $(ls scripts/runtimes | sed 's/\.env$//' | tr '\n' ' ')" >&2; exit 2; }
+# shellcheck source=/dev/null
+source "$ENV_FILE"
+VENV=${VENV_RUNTIME:-.venv-runtime-$PROFILE}
+PYTHON=${PYTHON:-python3.11}
+start=$(date +%s)
+
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+PY="$(realpath "$VENV")/bin/python"
+"$PY" -m pip install -q --upgrade pip 'setuptools<70' wheel
+echo "runtime check [$PROFILE]: the runtime: $RUNTIME"
+# shellcheck disable=SC2086
+"$PY" -m pip install -q $RUNTIME cloudpickle psutil pyyaml fsspec h5py scikit-learn pytest
+"$PY" -m pip freeze | sort > "$VENV/runtime-before.txt"
+
+echo "runtime check [$PROFILE]: the init script (README, 'Install on a cluster')"
+PYTHON=$PY bash scripts/build_horovod.sh
+"$PY" -m pip wheel -q --no-deps . -w "$VENV/dist"
+"$PY" -m pip install -q "$VENV"/dist/sparkdl-*.whl
+"$PY" -m pip freeze | sort > "$VENV/runtime-after.txt"
+
+changed=$(comm -23 "$VENV/runtime-before.txt" "$VENV/runtime-after.txt")
+added_tf=$(comm -13 <(cut -d= -f1 "$VENV/runtime-before.txt") <(cut -d= -f1 "$VENV/runtime-after.txt") \
+           | grep -iE '^(tensorflow|tf-nightly|tf_nightly)' || true)
+if [ -n "$changed" ] || [ -n "$added_tf" ]; then
+  echo "runtime check [$PROFILE]: FAILED: installing sparkdl changed the runtime's packages" >&2
+  diff "$VENV/runtime-before.txt" "$VENV/runtime-after.txt" >&2 || true
+  exit 1
+fi
+# from tests/, so that sparkdl is the installed wheel, not this checkout, here and on executors
+cd tests
+"$PY" -c "import pyspark, pyarrow, numpy, pandas, tensorflow as tf, keras, horovod.tensorflow, sparkdl
+assert 'site-packages' in sparkdl.__file__, sparkdl.__file__
+print('runtime check: pyspark', pyspark.__version__, '| pyarrow', pyarrow.__version__,
+      '| numpy', numpy.__version__, '| pandas', pandas.__version__, '| TensorFlow', tf.__version__,
+      '| Keras', keras.__version__)"
+set +e
+# shellcheck disable=SC2086
+PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY "$PY" -m pytest -p no:cacheprovider -q "$@" ${SMOKE_EXTRA:-}
+rc=$?
+set -e
+echo "runtime check [$PROFILE]: $([ $rc = 0 ] && echo passed || echo FAILED) in $(( $(date +%s) - start )) s"
+exit $rc
