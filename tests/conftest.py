@@ -41,15 +41,24 @@ def spark():
     session.stop()
 
 
-@pytest.fixture()
-def connect(spark, monkeypatch):
-    """A Spark Connect session (what Databricks serverless gives users) to the server that the
-    classic session runs. pyspark's functions follow Connect while the test runs."""
+@pytest.fixture(scope="session")
+def _connect_session(spark):
+    """One Spark Connect client for the run, closed before its server stops: pyspark 4.3's
+    client otherwise retries its exit-time cleanup call against the stopped server for minutes."""
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
-    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
     port = spark.conf.get("spark.connect.grpc.binding.port")
-    return ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+    session = ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def connect(_connect_session, monkeypatch):
+    """A Spark Connect session (what Databricks serverless gives users) to the server that the
+    classic session runs. pyspark's functions follow Connect while the test runs."""
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    return _connect_session
 
 
 @pytest.fixture(params=["classic", "connect"])
