@@ -178,7 +178,9 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         from sparkdl.train.serialize import model_to_bytes, to_keras_configs
 
         objects = {p.name: to_keras_configs(v) for p, v in self._paramMap.items()
-                   if p.name != "model"}
+                   if p.name not in ("model", "store")}
+        if self.isSet(self.store) and self.getStore() is not None:  # no credentials in a save
+            objects["store"] = self.getStore().without_storage_options()
         blobs = {"objects.pkl": _dumps_param("callbacks/custom objects", objects)}
         if self.isSet(self.model):
             blobs["model.keras"] = model_to_bytes(self.getModel())

@@ -206,3 +206,11 @@ class EvaluateEachEpoch(keras.callbacks.Callback):
         scores = self.model.evaluate(self.x, self.y, batch_size=len(self.y), verbose=0,
                                      return_dict=True)
         logs.update({f"evaluate_{name}": float(value) for name, value in scores.items()})
+
+
+@keras.saving.register_keras_serializable(package="sparkdl_tests")
+class Parity(keras.layers.Layer):
+    """1.0 for odd integers, 0.0 for even ones: exact only while the integers are."""
+
+    def call(self, x):
+        return keras.ops.cast(x % 2, "float32")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from keras_helpers import (
     EvaluateEachEpoch,
+    Parity,
     accuracy,
     make_estimator,
     mlp,
@@ -89,6 +90,22 @@ def test_validation_metrics_equal_evaluate_at_every_epoch(spark, store_root):
     assert history["epoch"] == [1, 2, 3, 4]
     np.testing.assert_allclose(history["val_loss"], history["evaluate_loss"], rtol=1e-4)
     np.testing.assert_allclose(history["val_accuracy"], history["evaluate_accuracy"], rtol=1e-6)
+
+
+def test_integer_inputs_reach_the_model_exactly_in_transform(spark, store_root):
+    """transform feeds an int64 column as int64, as training does: as float32, 2**24 + 1 (odd)
+    would arrive as 2**24 (even)."""
+    ids = [2**24 + 1, 2**24 + 3, 2**40 + 1, 2, 4, 7] * 20
+    df = spark.createDataFrame([(i, float(i % 2)) for i in ids], "id long, odd double")
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((1,), dtype="int64", name="id")
+    model = keras.Model(inp, keras.layers.Dense(1, kernel_initializer="ones")(Parity()(inp)))
+    fitted = _estimator(store_root, model=model, feature_cols=["id"], label_cols=["odd"],
+                        loss="mse", metrics=None, num_proc=1, epochs=1).fit(df)
+    got = fitted.transform(df.limit(6)).select("id", "odd__output").collect()
+    expected = fitted.getModel().predict(np.array([[r.id] for r in got]), verbose=0).ravel()
+    np.testing.assert_allclose([r.odd__output for r in got], expected, rtol=1e-6)
+    assert got[0].odd__output != pytest.approx(got[3].odd__output)  # odd 2**24 + 1, even 2
 
 
 def test_multi_input_multi_output_model(spark, data, store_root):
@@ -301,6 +318,14 @@ def test_a_failed_save_leaves_nothing_behind(spark, store_root, tmp_path):
     with pytest.raises(TypeError, match="cannot save the estimator"):
         _estimator(store_root, callbacks=[_Unpicklable()]).write().save(path)
     assert not os.path.exists(path)
+
+
+def test_an_overwrite_that_cannot_serialise_keeps_the_earlier_save(spark, store_root, tmp_path):
+    path = str(tmp_path / "kept")
+    _estimator(store_root, epochs=3).write().save(path)
+    with pytest.raises(TypeError, match="cannot save the estimator"):
+        _estimator(store_root, callbacks=[_Unpicklable()]).write().overwrite().save(path)
+    assert KerasEstimator.load(path).getEpochs() == 3
 
 
 def test_saving_over_an_existing_path_needs_overwrite_and_keeps_what_is_there(session,
