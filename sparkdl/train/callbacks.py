@@ -19,16 +19,18 @@ def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
 class CheckpointCallback(keras.callbacks.Callback):
     """After every epoch, write weights, optimizer state and the run's history to the store."""
 
-    def __init__(self, store: Store, run_id: str, history: dict[str, list[float]]) -> None:
+    def __init__(self, store: Store, run_id: str, history: dict[str, list[float]],
+                 lr_scale: float = 1.0) -> None:
         super().__init__()
-        self.store, self.run_id = store, run_id
+        self.store, self.run_id, self.lr_scale = store, run_id, lr_scale
         self.history = {k: list(v) for k, v in history.items()}
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.history.setdefault("epoch", []).append(epoch + 1)
         for key, value in _floats(logs).items():
             self.history.setdefault(key, []).append(value)
-        save_checkpoint(self.store, self.run_id, capture(self.model, epoch + 1, self.history))
+        save_checkpoint(self.store, self.run_id,
+                        capture(self.model, epoch + 1, self.history, self.lr_scale))
 
 
 class ProgressCallback(keras.callbacks.Callback):

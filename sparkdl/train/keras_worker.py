@@ -92,7 +92,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     ckpt = load_latest_checkpoint(spec.store, spec.run_id)
     initial_epoch, run_history = 0, {}
     if ckpt is not None:
-        restore(model, ckpt)
+        restore(model, ckpt, lr_scale=size)
         initial_epoch, run_history = ckpt.epoch, ckpt.history
 
     meta = spec.meta
@@ -109,7 +109,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         broadcast_from_rank0(optimizer.variables, "optimizer")
         callbacks.insert(0, MetricSumCallback(train_steps, val_steps))
     logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if rank == 0 else ""
-    checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
+    checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history, lr_scale=size)
     if rank == 0:
         callbacks += [checkpoints,
                       ProgressCallback(spec.epochs),
