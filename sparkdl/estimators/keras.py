@@ -20,7 +20,13 @@ from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
 from sparkdl.estimators.recovery import with_retries
-from sparkdl.estimators.runs import EPOCH_PARAMS, claim_run, derived_run_id, fit_fingerprint
+from sparkdl.estimators.runs import (
+    EPOCH_PARAMS,
+    claim_run,
+    copy_identity,
+    derived_run_id,
+    fit_fingerprint,
+)
 from sparkdl.estimators.tracking import fit_params, model_summary, require_mlflow, tracking_run
 from sparkdl.estimators.transform import (
     inference_batch_size,
@@ -100,7 +106,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                    plan.signature, plan.feature_cols, specs),
                                cache_key=self.getCacheKey())
         try:
-            run_id = self._claim_run(plan, meta, session.input_files(df))
+            run_id = self._claim_run(plan, meta, session.input_files(df), num_proc)
             return self._train(plan, meta, num_proc, run_id, session)
         finally:
             if meta.reuse == "once":
@@ -108,12 +114,13 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
     def copy(self, extra: Any = None) -> KerasEstimator:
         """A copy (as CrossValidator makes per fold and param map) trains in its own run: its
-        run_id, when set, is suffixed with a digest of its model, data, params and epochs."""
+        run_id, when set, is suffixed with a digest of its model and initial weights, the data
+        it materialised, its params, epochs, num_proc and callbacks."""
         that = super().copy(extra)
         that._own_run = True
         return that
 
-    def _claim_run(self, plan: _FitPlan, meta: Any, files: list[Any]) -> str:
+    def _claim_run(self, plan: _FitPlan, meta: Any, files: list[Any], num_proc: int) -> str:
         """The run this fit trains in; resuming it must be a fit of the same model, data and
         params (see sparkdl.estimators.runs)."""
         run_id = plan.run_id
@@ -122,7 +129,9 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         params = {name: self.getOrDefault(name) for name in EPOCH_PARAMS}
         fingerprint = fit_fingerprint(plan.model, plan.optimizer, params, meta, files)
         if self._own_run:
-            run_id = derived_run_id(run_id, fingerprint, self.getEpochs())
+            callbacks = _pickled_or_named(list(self.getCallbacks() or []))
+            run_id = derived_run_id(run_id, fingerprint, self.getEpochs(),
+                                    copy_identity(plan.model, meta.key, num_proc, callbacks))
         claim_run(plan.store, run_id, fingerprint)
         return run_id
 
@@ -194,6 +203,15 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         self._set(**{k: from_keras_configs(v, custom) for k, v in objects.items()})
         if "model.keras" in blobs:
             self._set(model=model_from_bytes(blobs["model.keras"], custom))
+
+
+def _pickled_or_named(objects: list[Any]) -> bytes:
+    """`objects` pickled, or their type names when they cannot be (the ranks' launch reports
+    that)."""
+    try:
+        return dumps_by_value(objects)
+    except Exception:
+        return repr([type(o).__qualname__ for o in objects]).encode()
 
 
 def _dumps_param(what: str, value: Any) -> bytes:

@@ -199,6 +199,32 @@ def test_cross_validator_over_epochs(spark, data, store_root):
     assert len(runs) == 5 and all(r.startswith("cv-") for r in runs)
 
 
+def test_cross_validator_folds_with_the_same_counts_train_runs_of_their_own(spark, store_root):
+    """Folds of a balanced foldCol share columns, row counts and input files: each still trains
+    its own run (fold 2 reused fold 1's finished one, trained nothing and was scored with it)."""
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    # fold 0: y = x, fold 1: y = -x, 200 rows each
+    rows = [(float(x), float(x if fold == 0 else -x), fold)
+            for fold in (0, 1) for x in np.linspace(-1, 1, 200)]
+    df = spark.createDataFrame(rows, "x double, y double, fold int")
+    df = VectorAssembler(inputCols=["x"], outputCol="features").transform(df)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    est = _estimator(store_root, model=model, optimizer=keras.optimizers.SGD(0.5), loss="mse",
+                     metrics=None, label_cols=["y"], batch_size=32, run_id="cv-folds", epochs=8,
+                     verbose=0)
+    cv = CrossValidator(estimator=est, estimatorParamMaps=ParamGridBuilder().build(),
+                        evaluator=RegressionEvaluator(labelCol="y", predictionCol="y__output"),
+                        foldCol="fold", numFolds=2, collectSubModels=True)
+    sub = [models[0] for models in cv.fit(df).subModels]  # per fold, the one param map
+    kernels = [float(m.getModel().get_weights()[0].ravel()[0]) for m in sub]
+    # trained on fold 1 (y = -x), then on fold 0 (y = x): opposite kernels, each from 8 epochs
+    assert kernels[0] < -0.5 < 0.5 < kernels[1], kernels
+    assert [m.getHistory()["epoch"] for m in sub] == [list(range(1, 9))] * 2
+
+
 def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
     train, _ = data
     df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(train)
