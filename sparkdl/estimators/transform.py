@@ -42,8 +42,8 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     scalar = scalar_outputs(signature)
     inputs = [_input_column(df, col) for col in feature_cols]
     spec = PredictSpec(model_key=model_key, input_shapes=signature.input_shapes,
-                       input_dtypes=[dtype for _, dtype in inputs], scalar_outputs=scalar, batch_size=inference_batch_size(batch_size),
-                       use_gpu=use_gpu)
+                       input_dtypes=[dtype for _, dtype in inputs], scalar_outputs=scalar,
+                       batch_size=inference_batch_size(batch_size), use_gpu=use_gpu)
     struct = T.StructType([
         T.StructField(f"_{j}", T.FloatType() if s else T.ArrayType(T.FloatType()))
         for j, s in enumerate(scalar)])

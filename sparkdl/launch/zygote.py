@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 from typing import IO, Any
 
@@ -195,6 +196,7 @@ def _become_rank(out_fd: int, request: dict[str, Any]) -> None:
         os.close(out_fd)
         os.environ.clear()
         os.environ.update(request["env"])
+        tempfile.tempdir = None  # the rank's TMPDIR, not the zygote's cached one
         sys.path[:] = request["path"]
         os.chdir(request["cwd"])
         _reseed()

@@ -1,7 +1,8 @@
 """Keras callbacks rank 0 adds to training: per-epoch checkpoints, progress to the driver and
-TensorBoard logs; every rank beats its heartbeat."""
+TensorBoard logs in the store; every rank beats its heartbeat."""
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -76,6 +77,28 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
+
+
+class RunTensorBoard(EpochTensorBoard):
+    """Per-epoch TensorBoard logs of a run, kept in the store across resumes and retries.
+
+    Logs go to a local folder that starts as a copy of the run's logs in the store; after every
+    epoch (once its checkpoint is written) the folder replaces them. The folder is in the rank's
+    temporary directory, which goes with the rank.
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.target = store, store.logs_dir(run_id)
+        self.local_dir = tempfile.mkdtemp(prefix="sparkdl-tb-")
+        if store.exists(self.target):
+            store.get_dir(self.target, self.local_dir)
+        super().__init__(log_dir=self.local_dir)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        for writer in self._writers.values():
+            writer.flush()
+        self.store.put_dir(self.local_dir, self.target)
 
 
 class HeartbeatCallback(keras.callbacks.Callback):

@@ -44,8 +44,8 @@ class PredictSpec:
 def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
                     ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The pandas UDF's function: batches of the inputs (a struct, one field per model input:
-    arrays or scalars of `spec.input_dtypes`) to batches of the outputs (a struct, one field per output).
-    `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`),
+    arrays or scalars of `spec.input_dtypes`) to batches of the outputs (a struct, one field per
+    output). `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`),
     `custom_objects` the pickled dict of custom Keras objects."""
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -8,6 +8,7 @@ from keras_helpers import (
     EvaluateEachEpoch,
     Parity,
     accuracy,
+    logged_epochs,
     make_estimator,
     mlp,
     no_spark_job,
@@ -225,7 +226,7 @@ def test_cross_validator_folds_with_the_same_counts_train_runs_of_their_own(spar
     assert [m.getHistory()["epoch"] for m in sub] == [list(range(1, 9))] * 2
 
 
-def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
+def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root, tmp_path):
     train, _ = data
     df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(train)
     _estimator(store_root, run_id="mine", epochs=1, num_proc=1).fit(df)
@@ -242,6 +243,7 @@ def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
     assert store.listdir(store.checkpoint_dir("mine")) == before  # nothing trained
     resumed = _estimator(store_root, run_id="mine", epochs=2, num_proc=1).fit(df)
     assert resumed.getHistory()["epoch"] == [2]  # the same fit with more epochs continues
+    assert logged_epochs(store, "mine", tmp_path / "logs") == [0, 1]  # TensorBoard: both fits
 
 
 def test_params_the_pyspark_way(store_root):
