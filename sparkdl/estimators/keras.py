@@ -350,6 +350,36 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._shipped: tuple[Any, Any, str] | None = None  # (owner, shipped bytes, digest)
         self.mlflow_model_uri: str | None = None  # where fit logged the model, if it did
 
+    @classmethod
+    def from_keras(cls, model: Any, feature_cols: list[str], output_cols: list[str], *,
+                   batch_size: int | None = None,
+                   custom_objects: dict[str, Any] | None = None) -> KerasModel:
+        """A KerasModel of a Keras 3 model trained elsewhere, so that `transform` predicts with it
+        on the executors; `model` is a keras.Model or the path of a `.keras` file.
+
+        One feature column per model input and one output column per model output, as `fit`'s
+        KerasModel has; `custom_objects` as KerasEstimator takes them."""
+        from sparkdl.train.serialize import model_to_bytes, with_registered
+
+        custom = with_registered(custom_objects)
+        if isinstance(model, str):
+            import keras
+
+            model = keras.saving.load_model(model, custom_objects=custom, compile=False)
+        signature = check.check_model(model)
+        for param, cols, count, what in [
+                ("feature_cols", feature_cols, len(signature.input_shapes), "input"),
+                ("output_cols", output_cols, len(signature.output_shapes), "output")]:
+            if isinstance(cols, str) or len(cols or []) != count:
+                raise ValueError(f"{param} is {cols!r}; expected a list of {count} column "
+                                 f"name(s), one per model {what}")
+        that = cls()._trained(model_to_bytes(model), {}, {}, None, custom)
+        that._set(feature_cols=list(feature_cols), output_cols=list(output_cols),
+                  custom_objects=dict(custom_objects or {}))
+        if batch_size is not None:
+            that._set(batch_size=batch_size)
+        return that
+
     def _trained(self, model_bytes: bytes, history: dict[str, list[float]],
                  run_history: dict[str, list[float]], run_id: str | None,
                  custom_objects: dict[str, Any]) -> KerasModel:

@@ -109,6 +109,29 @@ def test_integer_inputs_reach_the_model_exactly_in_transform(spark, store_root):
     assert got[0].odd__output != pytest.approx(got[3].odd__output)  # odd 2**24 + 1, even 2
 
 
+def test_a_model_trained_elsewhere_transforms_saves_and_loads(spark, data, tmp_path):
+    _, test = data
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(test)
+    x = np.array(df.orderBy("id").select("a", "b", "c", "d").collect(), dtype="float32")
+    model = mlp()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(x, (x[:, 0] > 0).astype("float32"), epochs=2, verbose=0)
+    model.save(str(tmp_path / "plain.keras"))
+    expected = model.predict(x, verbose=0).ravel()
+
+    for given in (model, str(tmp_path / "plain.keras")):
+        wrapped = KerasModel.from_keras(given, ["features"], ["p"], batch_size=100)
+        got = wrapped.transform(df).orderBy("id").select("p").toPandas()["p"].to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "wrapped")
+    Pipeline(stages=[wrapped]).fit(df).write().save(path)
+    again = PipelineModel.load(path).transform(df).orderBy("id").select("p").toPandas()["p"]
+    np.testing.assert_allclose(again.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"feature_cols is \['a', 'b'\]; expected a list of 1 "
+                                         r"column name\(s\), one per model input"):
+        KerasModel.from_keras(model, ["a", "b"], ["p"])
+
+
 def test_multi_input_multi_output_model(spark, data, store_root):
     train, test = data
     # names with dots are column names, not struct fields, in fit and transform alike
