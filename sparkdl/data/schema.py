@@ -60,8 +60,8 @@ def storage_column(df: DataFrame, spec: ColumnSpec) -> Column:
         return vector_to_array(column, dtype=spec.dtype).alias(spec.name)
     for _ in range(len(spec.shape) - 1):
         column = F.flatten(column)
-    target = _SPARK_TYPES[spec.dtype]()
-    if _numpy_dtype(_element_type(data_type)) != spec.dtype:
+    target = spark_type(spec.dtype)
+    if numpy_dtype(_element_type(data_type)) != spec.dtype:
         column = column.cast(T.ArrayType(target) if spec.shape else target)
     return column.alias(spec.name)
 
@@ -74,7 +74,7 @@ def _spec(field: T.StructField, float_dtype: str | None) -> ColumnSpec:
     element, depth = data_type, 0
     while isinstance(element, T.ArrayType):
         element, depth = element.elementType, depth + 1
-    dtype = _numpy_dtype(element)
+    dtype = numpy_dtype(element)
     if dtype is None:
         raise ValueError(f"column {field.name!r} has type {data_type.simpleString()}; {_EXPECTED}")
     if dtype == "float64" and float_dtype:
@@ -88,5 +88,11 @@ def _element_type(data_type: T.DataType) -> T.DataType:
     return data_type
 
 
-def _numpy_dtype(data_type: T.DataType) -> str | None:
+def numpy_dtype(data_type: T.DataType) -> str | None:
+    """The numpy dtype of a Spark numeric or boolean type; None for others (decimals too)."""
     return _NUMPY_DTYPES.get(type(data_type))
+
+
+def spark_type(dtype: str) -> T.DataType:
+    """The Spark type of a numpy dtype name that `numpy_dtype` gives."""
+    return _SPARK_TYPES[dtype]()

@@ -20,7 +20,13 @@ from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
 from sparkdl.estimators.recovery import with_retries
-from sparkdl.estimators.runs import EPOCH_PARAMS, claim_run, derived_run_id, fit_fingerprint
+from sparkdl.estimators.runs import (
+    EPOCH_PARAMS,
+    claim_run,
+    copy_identity,
+    derived_run_id,
+    fit_fingerprint,
+)
 from sparkdl.estimators.tracking import fit_params, model_summary, require_mlflow, tracking_run
 from sparkdl.estimators.transform import (
     inference_batch_size,
@@ -100,7 +106,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                    plan.signature, plan.feature_cols, specs),
                                cache_key=self.getCacheKey())
         try:
-            run_id = self._claim_run(plan, meta, session.input_files(df))
+            run_id = self._claim_run(plan, meta, session.input_files(df), num_proc)
             return self._train(plan, meta, num_proc, run_id, session)
         finally:
             if meta.reuse == "once":
@@ -108,12 +114,13 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
     def copy(self, extra: Any = None) -> KerasEstimator:
         """A copy (as CrossValidator makes per fold and param map) trains in its own run: its
-        run_id, when set, is suffixed with a digest of its model, data, params and epochs."""
+        run_id, when set, is suffixed with a digest of its model and initial weights, the data
+        it materialised, its params, epochs, num_proc and callbacks."""
         that = super().copy(extra)
         that._own_run = True
         return that
 
-    def _claim_run(self, plan: _FitPlan, meta: Any, files: list[Any]) -> str:
+    def _claim_run(self, plan: _FitPlan, meta: Any, files: list[Any], num_proc: int) -> str:
         """The run this fit trains in; resuming it must be a fit of the same model, data and
         params (see sparkdl.estimators.runs)."""
         run_id = plan.run_id
@@ -122,7 +129,9 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         params = {name: self.getOrDefault(name) for name in EPOCH_PARAMS}
         fingerprint = fit_fingerprint(plan.model, plan.optimizer, params, meta, files)
         if self._own_run:
-            run_id = derived_run_id(run_id, fingerprint, self.getEpochs())
+            callbacks = _pickled_or_named(list(self.getCallbacks() or []))
+            run_id = derived_run_id(run_id, fingerprint, self.getEpochs(),
+                                    copy_identity(plan.model, meta.key, num_proc, callbacks))
         claim_run(plan.store, run_id, fingerprint)
         return run_id
 
@@ -178,7 +187,9 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         from sparkdl.train.serialize import model_to_bytes, to_keras_configs
 
         objects = {p.name: to_keras_configs(v) for p, v in self._paramMap.items()
-                   if p.name != "model"}
+                   if p.name not in ("model", "store")}
+        if self.isSet(self.store) and self.getStore() is not None:  # no credentials in a save
+            objects["store"] = self.getStore().without_storage_options()
         blobs = {"objects.pkl": _dumps_param("callbacks/custom objects", objects)}
         if self.isSet(self.model):
             blobs["model.keras"] = model_to_bytes(self.getModel())
@@ -192,6 +203,15 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         self._set(**{k: from_keras_configs(v, custom) for k, v in objects.items()})
         if "model.keras" in blobs:
             self._set(model=model_from_bytes(blobs["model.keras"], custom))
+
+
+def _pickled_or_named(objects: list[Any]) -> bytes:
+    """`objects` pickled, or their type names when they cannot be (the ranks' launch reports
+    that)."""
+    try:
+        return dumps_by_value(objects)
+    except Exception:
+        return repr([type(o).__qualname__ for o in objects]).encode()
 
 
 def _dumps_param(what: str, value: Any) -> bytes:
@@ -329,6 +349,36 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         self._keras: Any = None
         self._shipped: tuple[Any, Any, str] | None = None  # (owner, shipped bytes, digest)
         self.mlflow_model_uri: str | None = None  # where fit logged the model, if it did
+
+    @classmethod
+    def from_keras(cls, model: Any, feature_cols: list[str], output_cols: list[str], *,
+                   batch_size: int | None = None,
+                   custom_objects: dict[str, Any] | None = None) -> KerasModel:
+        """A KerasModel of a Keras 3 model trained elsewhere, so that `transform` predicts with it
+        on the executors; `model` is a keras.Model or the path of a `.keras` file.
+
+        One feature column per model input and one output column per model output, as `fit`'s
+        KerasModel has; `custom_objects` as KerasEstimator takes them."""
+        from sparkdl.train.serialize import model_to_bytes, with_registered
+
+        custom = with_registered(custom_objects)
+        if isinstance(model, str):
+            import keras
+
+            model = keras.saving.load_model(model, custom_objects=custom, compile=False)
+        signature = check.check_model(model)
+        for param, cols, count, what in [
+                ("feature_cols", feature_cols, len(signature.input_shapes), "input"),
+                ("output_cols", output_cols, len(signature.output_shapes), "output")]:
+            if isinstance(cols, str) or len(cols or []) != count:
+                raise ValueError(f"{param} is {cols!r}; expected a list of {count} column "
+                                 f"name(s), one per model {what}")
+        that = cls()._trained(model_to_bytes(model), {}, {}, None, custom)
+        that._set(feature_cols=list(feature_cols), output_cols=list(output_cols),
+                  custom_objects=dict(custom_objects or {}))
+        if batch_size is not None:
+            that._set(batch_size=batch_size)
+        return that
 
     def _trained(self, model_bytes: bytes, history: dict[str, list[float]],
                  run_history: dict[str, list[float]], run_id: str | None,

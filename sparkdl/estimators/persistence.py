@@ -46,9 +46,17 @@ class BlobParamsWriter(MLWriter):
         JVM, which a Spark Connect client has not)."""
         session_of(self.sparkSession).delete(path)
 
+    def save(self, path: str) -> None:
+        """Serialise the stage first: one that cannot be saved fails before anything at `path`
+        is touched (an overwrite then keeps the earlier save)."""
+        self._rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]
+        try:
+            super().save(path)
+        finally:
+            del self._rows
+
     def saveImpl(self, path: str) -> None:
-        # blobs first: an object that cannot be saved fails the save before anything is written
-        rows = [(name, bytearray(data)) for name, data in self.instance._blobs().items()]
+        rows = self._rows
         params = {p.name: v for p, v in self.instance._paramMap.items() if _jsonable(v)}
         session = session_of(self.sparkSession)
         if not self.shouldOverwrite and session.exists(path):  # MLWriter.save does not check

@@ -10,6 +10,8 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
+
 from sparkdl.store import Store
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -73,9 +75,21 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def derived_run_id(run_id: str, fingerprint: dict[str, str], epochs: int) -> str:
-    """The run of one fit of an estimator copy (a CrossValidator fold and param map)."""
-    return f"{run_id}-{_digest([fingerprint, epochs])[:10]}"
+def derived_run_id(run_id: str, fingerprint: dict[str, str], epochs: int, copy: str) -> str:
+    """The run of one fit of an estimator copy (a CrossValidator fold and param map); `copy` is
+    its `copy_identity`."""
+    return f"{run_id}-{_digest([fingerprint, epochs, copy])[:10]}"
+
+
+def copy_identity(model: Any, data_key: str, num_proc: int, callbacks: bytes) -> str:
+    """What sets one copy's fit apart beyond its fingerprint: the data it materialised (a
+    CrossValidator's folds share columns, row counts and input files), its initial weights,
+    num_proc and its callbacks (pickled)."""
+    weights = hashlib.sha256()
+    for array in model.get_weights():
+        weights.update(np.ascontiguousarray(array).tobytes())
+    return _digest({"data": data_key, "weights": weights.hexdigest(), "num_proc": num_proc,
+                    "callbacks": hashlib.sha256(callbacks).hexdigest()})
 
 
 def claim_run(store: Store, run_id: str, fingerprint: dict[str, str]) -> None:

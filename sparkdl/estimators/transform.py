@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
-from sparkdl.data.schema import column_of
+from sparkdl.data.schema import column_of, numpy_dtype, spark_type
 from sparkdl.estimators import validation as check
 from sparkdl.train.predict import PredictSpec, make_predict_fn
 from sparkdl.train.signature import model_signature
@@ -40,16 +40,17 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
         raise ValueError(f"output column {clash[0]!r} already exists in the DataFrame; expected "
                          "new names (set output_cols)")
     scalar = scalar_outputs(signature)
+    inputs = [_input_column(df, col) for col in feature_cols]
     spec = PredictSpec(model_key=model_key, input_shapes=signature.input_shapes,
-                       scalar_outputs=scalar, batch_size=inference_batch_size(batch_size),
-                       use_gpu=use_gpu)
+                       input_dtypes=[dtype for _, dtype in inputs], scalar_outputs=scalar,
+                       batch_size=inference_batch_size(batch_size), use_gpu=use_gpu)
     struct = T.StructType([
         T.StructField(f"_{j}", T.FloatType() if s else T.ArrayType(T.FloatType()))
         for j, s in enumerate(scalar)])
     udf = pandas_udf(make_predict_fn(spec, model_bytes, custom_objects), struct)
-    inputs = F.struct(*[_as_float32(df, col).alias(f"_{i}") for i, col in enumerate(feature_cols)])
+    struct_in = F.struct(*[column.alias(f"_{i}") for i, (column, _) in enumerate(inputs)])
     # one struct column, then its fields: the UDF runs once per row whatever the outputs
-    out = df.withColumn(_OUT, udf(inputs))
+    out = df.withColumn(_OUT, udf(struct_in))
     return out.select(*[column_of(df, c) for c in df.columns],
                       *[out[_OUT][f"_{j}"].alias(c) for j, c in enumerate(output_cols)])
 
@@ -64,17 +65,23 @@ def inference_batch_size(batch_size: int) -> int:
     return max(batch_size, MIN_INFERENCE_BATCH)
 
 
-def _as_float32(df: DataFrame, col: str) -> Any:
-    """A float32 array (vectors, arrays, nested arrays flattened) or float32 scalar column."""
+def _input_column(df: DataFrame, col: str) -> tuple[Any, str]:
+    """The column as its model input gets it, and its numpy dtype: integers and booleans as they
+    are, as training feeds them (an id of 2**24 + 1 stays exact), floats and ML vectors as
+    float32; nested arrays flattened."""
     data_type = df.schema[col].dataType
     if isinstance(data_type, VectorUDT):
-        return vector_to_array(column_of(df, col), "float32")
+        return vector_to_array(column_of(df, col), "float32"), "float32"
     column, depth = column_of(df, col), 0
     while isinstance(data_type, T.ArrayType):
         data_type, depth = data_type.elementType, depth + 1
     if not isinstance(data_type, T.NumericType | T.BooleanType):
         raise TypeError(f"feature column {col!r} has type {df.schema[col].dataType.simpleString()};"
                         " expected numeric scalars, arrays or ML vectors")
+    dtype = numpy_dtype(data_type)
+    if dtype is None or dtype.startswith("float"):  # decimals too
+        dtype = "float32"
     for _ in range(depth - 1):
         column = F.flatten(column)
-    return column.cast(T.ArrayType(T.FloatType()) if depth else T.FloatType())
+    element = spark_type(dtype)
+    return column.cast(T.ArrayType(element) if depth else element), dtype

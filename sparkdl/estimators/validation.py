@@ -96,6 +96,7 @@ def check_store(store: Any) -> Store:
     if not isinstance(store, Store):
         raise TypeError(f"store must be a sparkdl.Store (Store.create(url)); "
                         f"got {type(store).__name__}")
+    store.check_usable()
     return store
 
 

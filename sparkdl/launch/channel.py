@@ -2,8 +2,9 @@
 and values one task publishes for the job's other tasks to look up (rank 0's rendezvous address).
 
 The driver owns a TCP server (one per job, random port on the driver's address, per-job secret);
-tasks and their child processes connect as clients. A peer must send the secret within
-`hello_timeout` seconds; lines are bounded. Neither side needs Spark, so executors import this.
+tasks and their child processes connect as clients. A peer must send its whole hello line with
+the secret within `hello_timeout` seconds; lines are bounded. Neither side needs Spark, so
+executors import this.
 """
 from __future__ import annotations
 
@@ -30,9 +31,17 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         server: _Server = self.server  # type: ignore[assignment]
         self.request.settimeout(server.hello_timeout)
+        # one deadline for the whole hello, not per read: a peer sending a byte at a time
+        # would otherwise hold this handler's thread for as long as it likes
+        deadline = threading.Timer(server.hello_timeout, _shut, args=(self.request,))
+        deadline.start()
         try:
-            if not _authentic(self.rfile.readline(MAX_LINE_BYTES), server.secret):
-                return  # not one of this job's ranks
+            try:
+                hello = self.rfile.readline(MAX_LINE_BYTES)
+            finally:
+                deadline.cancel()
+            if not _authentic(hello, server.secret):
+                return  # not one of this job's ranks, or too late
             self.request.settimeout(None)  # a rank may be silent for a whole epoch
             self._read_messages(server)
         except OSError:  # timed out, reset, or closed by the server's shutdown
@@ -58,6 +67,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 if kind == "started":
                     server.note_start(message.get("rank"))
                 server.inbox.put(message)
+
+
+def _shut(sock: socket.socket) -> None:
+    """End a connection from the server side (its reads then end)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _line(obj: dict[str, Any]) -> bytes:

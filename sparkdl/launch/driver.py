@@ -19,7 +19,7 @@ from typing import Any
 import cloudpickle
 
 from sparkdl.launch.channel import DriverChannel
-from sparkdl.launch.errors import LaunchError, RankFailedError
+from sparkdl.launch.errors import LaunchError, RankFailedError, is_secondary
 from sparkdl.launch.session import Session, active_session
 from sparkdl.launch.slots import available_slots, check_gpus, check_num_proc
 from sparkdl.launch.task import RESULT_SCHEMA, TaskSpec, make_barrier_task
@@ -30,9 +30,6 @@ _POLL_S = 0.2
 _FAILURE_SETTLE_S = 2.0  # after a failure, how long to wait for the other ranks' reports
 _DRAIN_MAX_S = 1.0  # then how long at most for the messages still arriving
 _CANCEL_WAIT_S = 60.0
-# Messages of ranks that failed only because another rank went away first.
-_SECONDARY = ("gloo", "horovodinternalerror", "connection closed by peer", "broken pipe",
-              "connection reset", "horovod has been shut down")
 
 
 def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[Any] = (),
@@ -222,7 +219,7 @@ class _BarrierJob:
         collective), then the one whose beats stopped first."""
         ranks = sorted(self.failures)
         primary = [r for r in ranks
-                   if not any(s in self.failures[r].lower() for s in _SECONDARY)]
+                   if not is_secondary(self.failures[r])]
         rank = (primary or ranks)[0]
         if self.stalls and (rank in self.stalls or not primary):
             rank = min(self.stalls, key=self.stalls.__getitem__)

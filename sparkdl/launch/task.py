@@ -163,8 +163,9 @@ def _run_in(workdir: str, payload: bytes, env: dict[str, str], rank: int, host: 
     python_path = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     start_env = {**os.environ, **spec.env, **python_path}  # what imports in the zygote see
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    # TMPDIR: the rank's temporary files are in its work directory, which goes with the rank
     proc = zygote(start_env).fork(payload_path, result_path,
-                                  {**start_env, **env, HEARTBEAT_ENV: beat_path})
+                                  {**start_env, **env, HEARTBEAT_ENV: beat_path, "TMPDIR": workdir})
     stalled: list[tuple[float, Any]] = []  # (last beat, progress) once the watchdog ended it
     os.utime(beat_path)  # the stall clock starts now, not before a cold zygote's preload
     if spec.stall_timeout is not None:

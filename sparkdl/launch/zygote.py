@@ -17,10 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 from typing import IO, Any
 
 import cloudpickle
+
+from sparkdl.launch.errors import is_secondary
 
 PRELOAD_ENV = "SPARKDL_PRELOAD"
 DEFAULT_PRELOAD = ("tensorflow,keras,horovod.tensorflow,sparkdl.train.keras_worker,"
@@ -195,6 +198,7 @@ def _become_rank(out_fd: int, request: dict[str, Any]) -> None:
         os.close(out_fd)
         os.environ.clear()
         os.environ.update(request["env"])
+        tempfile.tempdir = None  # the rank's TMPDIR, not the zygote's cached one
         sys.path[:] = request["path"]
         os.chdir(request["cwd"])
         _reseed()
@@ -202,13 +206,24 @@ def _become_rank(out_fd: int, request: dict[str, Any]) -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        _print_failure(exc)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         # skip interpreter teardown (TensorFlow and Horovod take about 0.6 s to unwind)
         os._exit(code)
+
+
+def _print_failure(exc: BaseException) -> None:
+    """The rank's traceback; for a failure that another rank's causes (Horovod shut down, a
+    peer gone), its first line only, so that the root cause is not buried in the console."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    if is_secondary(f"{type(exc).__name__}: {first}"):
+        print(f"{type(exc).__name__}: {first} (after another rank's failure: traceback left "
+              "out)", file=sys.stderr)
+    else:
+        traceback.print_exc()
 
 
 def _reseed() -> None:

@@ -31,6 +31,7 @@ class Store:
         self._location = location
         self.storage_options = dict(storage_options or {})
         self._fs: fsspec.AbstractFileSystem | None = None
+        self._dropped_options: list[str] = []
 
     @staticmethod
     def create(url: str, storage_options: dict[str, Any] | None = None) -> Store:
@@ -182,9 +183,27 @@ class Store:
             logger.debug("deleting %s", target)
             fs.rm(target, recursive=True)
 
+    def without_storage_options(self) -> Store:
+        """This store without its `storage_options`, which hold keys and secrets: what a saved
+        stage keeps. Using it fails, naming the options to pass again with `Store.create`."""
+        store = Store(self._location)
+        store._dropped_options = sorted(self.storage_options)
+        return store
+
     # ---- internals --------------------------------------------------------------------------
 
+    def check_usable(self) -> None:
+        """Raise when this store lost its storage_options in a saved stage (see
+        `without_storage_options`), naming them."""
+        if self._dropped_options:
+            raise ValueError(
+                f"store {self.url!r} came from a saved stage, which never keeps storage_options "
+                f"(this one had {', '.join(self._dropped_options)}); expected a store with them: "
+                f"set it again, e.g. est.setStore(Store.create({self.url!r}, "
+                "storage_options={...}))")
+
     def _filesystem(self) -> fsspec.AbstractFileSystem:
+        self.check_usable()
         if self._fs is None:
             self._fs = fsspec.filesystem(self._location.protocol, **self.storage_options)
         return self._fs
@@ -252,6 +271,9 @@ class Store:
     def __getstate__(self) -> dict[str, Any]:
         # The filesystem holds connections/threads; executors rebuild it lazily.
         return {**self.__dict__, "_fs": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_dropped_options": [], **state})  # stages saved before it existed
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Store) and other.url == self.url

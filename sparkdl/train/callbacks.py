@@ -1,7 +1,8 @@
 """Keras callbacks rank 0 adds to training: per-epoch checkpoints, progress to the driver and
-TensorBoard logs; every rank beats its heartbeat."""
+TensorBoard logs in the store; every rank beats its heartbeat."""
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -19,16 +20,18 @@ def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
 class CheckpointCallback(keras.callbacks.Callback):
     """After every epoch, write weights, optimizer state and the run's history to the store."""
 
-    def __init__(self, store: Store, run_id: str, history: dict[str, list[float]]) -> None:
+    def __init__(self, store: Store, run_id: str, history: dict[str, list[float]],
+                 lr_scale: float = 1.0) -> None:
         super().__init__()
-        self.store, self.run_id = store, run_id
+        self.store, self.run_id, self.lr_scale = store, run_id, lr_scale
         self.history = {k: list(v) for k, v in history.items()}
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.history.setdefault("epoch", []).append(epoch + 1)
         for key, value in _floats(logs).items():
             self.history.setdefault(key, []).append(value)
-        save_checkpoint(self.store, self.run_id, capture(self.model, epoch + 1, self.history))
+        save_checkpoint(self.store, self.run_id,
+                        capture(self.model, epoch + 1, self.history, self.lr_scale))
 
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -74,6 +77,28 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
+
+
+class RunTensorBoard(EpochTensorBoard):
+    """Per-epoch TensorBoard logs of a run, kept in the store across resumes and retries.
+
+    Logs go to a local folder that starts as a copy of the run's logs in the store; after every
+    epoch (once its checkpoint is written) the folder replaces them. The folder is in the rank's
+    temporary directory, which goes with the rank.
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.target = store, store.logs_dir(run_id)
+        self.local_dir = tempfile.mkdtemp(prefix="sparkdl-tb-")
+        if store.exists(self.target):
+            store.get_dir(self.target, self.local_dir)
+        super().__init__(log_dir=self.local_dir)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        for writer in self._writers.values():
+            writer.flush()
+        self.store.put_dir(self.local_dir, self.target)
 
 
 class HeartbeatCallback(keras.callbacks.Callback):

@@ -26,6 +26,9 @@ class Checkpoint:
     weights: list[Any]
     optimizer: list[Any]
     history: dict[str, list[float]] = field(default_factory=dict)
+    # the user's learning rate (training's divided by its scale) when it is a variable that
+    # callbacks change (ReduceLROnPlateau); None for a schedule
+    learning_rate: float | None = None
 
 
 def save_checkpoint(store: Store, run_id: str, ckpt: Checkpoint) -> str:
@@ -51,20 +54,33 @@ def _epochs(store: Store, run_id: str) -> list[int]:
     return sorted(int(m.group(1)) for m in map(_NAME.match, names) if m)
 
 
-def capture(model: keras.Model, epoch: int, history: dict[str, list[float]]) -> Checkpoint:
+def capture(model: keras.Model, epoch: int, history: dict[str, list[float]],
+            lr_scale: float = 1.0) -> Checkpoint:
+    """The model's state after `epoch`; training's learning rate is `lr_scale` times the user's."""
+    rate = _learning_rate(model.optimizer)
     return Checkpoint(epoch=epoch, weights=model.get_weights(),
                       optimizer=optimizer_state(model.optimizer),
-                      history={k: list(v) for k, v in history.items()})
+                      history={k: list(v) for k, v in history.items()},
+                      learning_rate=None if rate is None else float(rate.numpy()) / lr_scale)
 
 
-def restore(model: keras.Model, ckpt: Checkpoint) -> None:
-    """Load weights and optimizer state into a compiled model."""
+def restore(model: keras.Model, ckpt: Checkpoint, lr_scale: float = 1.0) -> None:
+    """Load weights, optimizer state and the learning rate (times `lr_scale`) into a compiled
+    model."""
     model.set_weights(ckpt.weights)
     copy_optimizer_state(model.optimizer, ckpt.optimizer, model.trainable_variables)
+    rate = _learning_rate(model.optimizer)
+    if rate is not None and ckpt.learning_rate is not None:
+        rate.assign(ckpt.learning_rate * lr_scale)
+
+
+def _learning_rate(optimizer: Any) -> Any | None:
+    """The optimizer's learning-rate variable; None when a schedule gives the rate."""
+    return next((v for v in optimizer.variables if v.name == "learning_rate"), None)
 
 
 def _state_variables(optimizer: Any) -> list[Any]:
-    # The learning rate is config, not state: training scales it by the number of ranks, and the
+    # The learning rate is kept apart: training scales it by the number of ranks, and the
     # returned model must carry the user's own.
     return [v for v in optimizer.variables if v.name != "learning_rate"]
 

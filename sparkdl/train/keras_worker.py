@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +58,9 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     from sparkdl.data.sharding import steps_per_epoch
     from sparkdl.train.callbacks import (
         CheckpointCallback,
-        EpochTensorBoard,
         HeartbeatCallback,
         ProgressCallback,
+        RunTensorBoard,
     )
     from sparkdl.train.checkpoint import (
         copy_optimizer_state,
@@ -92,7 +91,7 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     ckpt = load_latest_checkpoint(spec.store, spec.run_id)
     initial_epoch, run_history = 0, {}
     if ckpt is not None:
-        restore(model, ckpt)
+        restore(model, ckpt, lr_scale=size)
         initial_epoch, run_history = ckpt.epoch, ckpt.history
 
     meta = spec.meta
@@ -108,12 +107,10 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         broadcast_from_rank0(model.variables, "model")
         broadcast_from_rank0(optimizer.variables, "optimizer")
         callbacks.insert(0, MetricSumCallback(train_steps, val_steps))
-    logs_dir = tempfile.mkdtemp(prefix="sparkdl-tb-") if rank == 0 else ""
-    checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history)
-    if rank == 0:
-        callbacks += [checkpoints,
-                      ProgressCallback(spec.epochs),
-                      EpochTensorBoard(log_dir=logs_dir)]
+    checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history, lr_scale=size)
+    logs = RunTensorBoard(spec.store, spec.run_id) if rank == 0 else None
+    if logs is not None:
+        callbacks += [checkpoints, ProgressCallback(spec.epochs), logs]
     callbacks.append(HeartbeatCallback())
     heartbeat(force=True)  # model built, checkpoint restored, datasets open
     history = model.fit(
@@ -124,7 +121,6 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
     hvd.shutdown()  # leave Horovod together; the process then exits without interpreter teardown
     if rank != 0:
         return None
-    spec.store.put_dir(logs_dir, spec.store.logs_dir(spec.run_id))
     # The returned model carries a plain optimizer with the user's own config (learning rate or
     # schedule) and the state training reached, so it can be saved, loaded and trained further.
     plain = _optimizer(spec, model, lr_scale=1.0)

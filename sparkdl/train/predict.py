@@ -35,6 +35,7 @@ class PredictSpec:
 
     model_key: str  # digest of the model bytes: the per-worker cache key
     input_shapes: Sequence[tuple]  # per-row shapes the model expects (None for free dims)
+    input_dtypes: Sequence[str]  # numpy dtype per input, as the data holds it
     scalar_outputs: Sequence[bool]  # one value per row (float column) or an array column
     batch_size: int
     use_gpu: bool | None = None  # None: the task's Spark-scheduled GPU when it has one
@@ -43,8 +44,8 @@ class PredictSpec:
 def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
                     ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The pandas UDF's function: batches of the inputs (a struct, one field per model input:
-    float32 arrays or scalars) to batches of the outputs (a struct, one field per output).
-    `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`),
+    arrays or scalars of `spec.input_dtypes`) to batches of the outputs (a struct, one field per
+    output). `model_bytes` holds the `.keras` bytes as `.value` (a Broadcast or `Inline`),
     `custom_objects` the pickled dict of custom Keras objects."""
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -155,7 +156,7 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
             with _on(device):
                 model = model_from_bytes(model_bytes.value, cloudpickle.loads(custom_objects),
                                          compile=False)
-            _models[key] = forward_fn(model, spec.input_shapes, device)
+            _models[key] = forward_fn(model, spec.input_shapes, device, spec.input_dtypes)
             freeze_heap()
         return _models[key]
 
@@ -176,13 +177,17 @@ def _on(device: str | None) -> Any:
     return tf.device(device) if device else contextlib.nullcontext()
 
 
-def forward_fn(model: Any, input_shapes: Sequence[tuple], device: str | None = None) -> Any:
-    """The model's forward pass traced once as a tf.function over float32 inputs of
-    `input_shapes`, on `device` (None: TensorFlow's placement); returns the flat outputs."""
+def forward_fn(model: Any, input_shapes: Sequence[tuple], device: str | None = None,
+               input_dtypes: Sequence[str] | None = None) -> Any:
+    """The model's forward pass traced once as a tf.function over inputs of `input_shapes` and
+    `input_dtypes` (default float32), on `device` (None: TensorFlow's placement); returns the
+    flat outputs."""
     import keras
     import tensorflow as tf
 
-    signature = [tf.TensorSpec((None, *shape), tf.float32) for shape in input_shapes]
+    dtypes = input_dtypes or ["float32"] * len(input_shapes)
+    signature = [tf.TensorSpec((None, *shape), tf.as_dtype(dtype))
+                 for shape, dtype in zip(input_shapes, dtypes, strict=True)]
 
     # One traced graph for every batch: predict_on_batch builds a tf.data pipeline per call,
     # which costs more than the forward pass of a small model.
@@ -205,14 +210,17 @@ def predict_arrays(forward: Any, inputs: Sequence[np.ndarray], batch_size: int
     return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
 
-def _column_array(column: pd.Series, shape: tuple) -> np.ndarray:
-    """The column as one float32 array of (rows, *shape); array cells arrive as one ndarray
+def _column_array(column: pd.Series, shape: tuple, dtype: str) -> np.ndarray:
+    """The column as one array of (rows, *shape) and `dtype`; array cells arrive as one ndarray
     each and are joined in one copy."""
     values = column.to_numpy()
     if values.dtype == object:
-        values = np.concatenate(values) if len(values) else np.zeros(0, np.float32)
+        values = np.concatenate(values) if len(values) else np.zeros(0, dtype)
+    if values.dtype.kind == "f" and np.dtype(dtype).kind in "iub" and np.isnan(values).any():
+        raise ValueError(f"an input of type {dtype} holds nulls; expected none (drop or fill "
+                         "them before transform)")
     dims = [-1 if d is None else d for d in shape]
-    return np.asarray(values, dtype=np.float32).reshape(len(column), *dims)
+    return np.asarray(values, dtype=dtype).reshape(len(column), *dims)
 
 
 def _predict_batch(forward: Any, spec: PredictSpec, batch: pd.DataFrame) -> pd.DataFrame:
@@ -221,8 +229,9 @@ def _predict_batch(forward: Any, spec: PredictSpec, batch: pd.DataFrame) -> pd.D
     if n == 0:
         return pd.DataFrame({f"_{j}": pd.Series([], dtype=np.float32 if scalar else object)
                              for j, scalar in enumerate(spec.scalar_outputs)})
-    inputs = [_column_array(batch.iloc[:, i], shape)
-              for i, shape in enumerate(spec.input_shapes)]
+    inputs = [_column_array(batch.iloc[:, i], shape, dtype)
+              for i, (shape, dtype) in enumerate(zip(spec.input_shapes, spec.input_dtypes,
+                                                      strict=True))]
     outputs = predict_arrays(forward, inputs, spec.batch_size)
     return pd.DataFrame({f"_{j}": _to_series(out, n, scalar)
                          for j, (out, scalar) in enumerate(zip(outputs, spec.scalar_outputs,

@@ -206,3 +206,27 @@ class EvaluateEachEpoch(keras.callbacks.Callback):
         scores = self.model.evaluate(self.x, self.y, batch_size=len(self.y), verbose=0,
                                      return_dict=True)
         logs.update({f"evaluate_{name}": float(value) for name, value in scores.items()})
+
+
+@keras.saving.register_keras_serializable(package="sparkdl_tests")
+class Parity(keras.layers.Layer):
+    """1.0 for odd integers, 0.0 for even ones: exact only while the integers are."""
+
+    def call(self, x):
+        return keras.ops.cast(x % 2, "float32")
+
+
+def logged_epochs(store, run_id, local_dir):
+    """The epochs (0-based steps) of `epoch_loss` in the run's TensorBoard logs in the store."""
+    import glob
+    import os
+
+    import tensorflow as tf
+
+    store.get_dir(store.logs_dir(run_id), str(local_dir))
+    steps = []
+    for path in glob.glob(os.path.join(str(local_dir), "train", "events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            steps += [event.step for v in event.summary.value if v.tag == "epoch_loss"]
+    return sorted(steps)

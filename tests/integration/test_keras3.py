@@ -87,6 +87,27 @@ def test_learning_rate_scaled_by_ranks_and_returned_as_given(spark, features_df,
     assert momentum and any(np.abs(v.numpy()).sum() > 0 for v in momentum)
 
 
+def test_a_resumed_run_keeps_the_learning_rate_a_callback_lowered(spark, features_df,
+                                                                  store_root, tmp_path):
+    """ReduceLROnPlateau (here lowering it after every epoch but the first) changes a variable,
+    not the config: the checkpoint keeps it, so a run stopped after 2 epochs goes on at the
+    lowered rate."""
+    def fit(epochs, run_id, directory):
+        directory.mkdir()
+        lower = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0,
+                                                  min_delta=1e9)
+        _estimator(store_root, optimizer=keras.optimizers.SGD(0.01), epochs=epochs,
+                   run_id=run_id, callbacks=[lower, RecordOnRanks(str(directory))]
+                   ).fit(features_df)
+        return [lr for _, lr in recorded(str(directory), 1)[0]]
+
+    whole = fit(4, "lr-whole", tmp_path / "whole")
+    fit(2, "lr-resumed", tmp_path / "first")
+    resumed = fit(4, "lr-resumed", tmp_path / "second")  # epochs 3 and 4
+    np.testing.assert_allclose(whole, [0.02, 0.02, 0.002, 0.0002], rtol=1e-5)  # x num_proc
+    assert resumed[0] == pytest.approx(whole[2], rel=1e-5)  # epoch 3 starts where it stopped
+
+
 def test_mixed_precision_trains_with_loss_scaling(spark, features_df, store_root, tmp_path):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

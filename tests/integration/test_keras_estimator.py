@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from keras_helpers import (
     EvaluateEachEpoch,
+    Parity,
     accuracy,
+    logged_epochs,
     make_estimator,
     mlp,
     no_spark_job,
@@ -89,6 +91,45 @@ def test_validation_metrics_equal_evaluate_at_every_epoch(spark, store_root):
     assert history["epoch"] == [1, 2, 3, 4]
     np.testing.assert_allclose(history["val_loss"], history["evaluate_loss"], rtol=1e-4)
     np.testing.assert_allclose(history["val_accuracy"], history["evaluate_accuracy"], rtol=1e-6)
+
+
+def test_integer_inputs_reach_the_model_exactly_in_transform(spark, store_root):
+    """transform feeds an int64 column as int64, as training does: as float32, 2**24 + 1 (odd)
+    would arrive as 2**24 (even)."""
+    ids = [2**24 + 1, 2**24 + 3, 2**40 + 1, 2, 4, 7] * 20
+    df = spark.createDataFrame([(i, float(i % 2)) for i in ids], "id long, odd double")
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((1,), dtype="int64", name="id")
+    model = keras.Model(inp, keras.layers.Dense(1, kernel_initializer="ones")(Parity()(inp)))
+    fitted = _estimator(store_root, model=model, feature_cols=["id"], label_cols=["odd"],
+                        loss="mse", metrics=None, num_proc=1, epochs=1).fit(df)
+    got = fitted.transform(df.limit(6)).select("id", "odd__output").collect()
+    expected = fitted.getModel().predict(np.array([[r.id] for r in got]), verbose=0).ravel()
+    np.testing.assert_allclose([r.odd__output for r in got], expected, rtol=1e-6)
+    assert got[0].odd__output != pytest.approx(got[3].odd__output)  # odd 2**24 + 1, even 2
+
+
+def test_a_model_trained_elsewhere_transforms_saves_and_loads(spark, data, tmp_path):
+    _, test = data
+    df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(test)
+    x = np.array(df.orderBy("id").select("a", "b", "c", "d").collect(), dtype="float32")
+    model = mlp()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(x, (x[:, 0] > 0).astype("float32"), epochs=2, verbose=0)
+    model.save(str(tmp_path / "plain.keras"))
+    expected = model.predict(x, verbose=0).ravel()
+
+    for given in (model, str(tmp_path / "plain.keras")):
+        wrapped = KerasModel.from_keras(given, ["features"], ["p"], batch_size=100)
+        got = wrapped.transform(df).orderBy("id").select("p").toPandas()["p"].to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "wrapped")
+    Pipeline(stages=[wrapped]).fit(df).write().save(path)
+    again = PipelineModel.load(path).transform(df).orderBy("id").select("p").toPandas()["p"]
+    np.testing.assert_allclose(again.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"feature_cols is \['a', 'b'\]; expected a list of 1 "
+                                         r"column name\(s\), one per model input"):
+        KerasModel.from_keras(model, ["a", "b"], ["p"])
 
 
 def test_multi_input_multi_output_model(spark, data, store_root):
@@ -182,7 +223,33 @@ def test_cross_validator_over_epochs(spark, data, store_root):
     assert len(runs) == 5 and all(r.startswith("cv-") for r in runs)
 
 
-def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
+def test_cross_validator_folds_with_the_same_counts_train_runs_of_their_own(spark, store_root):
+    """Folds of a balanced foldCol share columns, row counts and input files: each still trains
+    its own run (fold 2 reused fold 1's finished one, trained nothing and was scored with it)."""
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    # fold 0: y = x, fold 1: y = -x, 200 rows each
+    rows = [(float(x), float(x if fold == 0 else -x), fold)
+            for fold in (0, 1) for x in np.linspace(-1, 1, 200)]
+    df = spark.createDataFrame(rows, "x double, y double, fold int")
+    df = VectorAssembler(inputCols=["x"], outputCol="features").transform(df)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    est = _estimator(store_root, model=model, optimizer=keras.optimizers.SGD(0.5), loss="mse",
+                     metrics=None, label_cols=["y"], batch_size=32, run_id="cv-folds", epochs=8,
+                     verbose=0)
+    cv = CrossValidator(estimator=est, estimatorParamMaps=ParamGridBuilder().build(),
+                        evaluator=RegressionEvaluator(labelCol="y", predictionCol="y__output"),
+                        foldCol="fold", numFolds=2, collectSubModels=True)
+    sub = [models[0] for models in cv.fit(df).subModels]  # per fold, the one param map
+    kernels = [float(m.getModel().get_weights()[0].ravel()[0]) for m in sub]
+    # trained on fold 1 (y = -x), then on fold 0 (y = x): opposite kernels, each from 8 epochs
+    assert kernels[0] < -0.5 < 0.5 < kernels[1], kernels
+    assert [m.getHistory()["epoch"] for m in sub] == [list(range(1, 9))] * 2
+
+
+def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root, tmp_path):
     train, _ = data
     df = VectorAssembler(inputCols=["a", "b", "c", "d"], outputCol="features").transform(train)
     _estimator(store_root, run_id="mine", epochs=1, num_proc=1).fit(df)
@@ -199,6 +266,7 @@ def test_resume_refuses_checkpoints_of_a_different_fit(spark, data, store_root):
     assert store.listdir(store.checkpoint_dir("mine")) == before  # nothing trained
     resumed = _estimator(store_root, run_id="mine", epochs=2, num_proc=1).fit(df)
     assert resumed.getHistory()["epoch"] == [2]  # the same fit with more epochs continues
+    assert logged_epochs(store, "mine", tmp_path / "logs") == [0, 1]  # TensorBoard: both fits
 
 
 def test_params_the_pyspark_way(store_root):
@@ -301,6 +369,14 @@ def test_a_failed_save_leaves_nothing_behind(spark, store_root, tmp_path):
     with pytest.raises(TypeError, match="cannot save the estimator"):
         _estimator(store_root, callbacks=[_Unpicklable()]).write().save(path)
     assert not os.path.exists(path)
+
+
+def test_an_overwrite_that_cannot_serialise_keeps_the_earlier_save(spark, store_root, tmp_path):
+    path = str(tmp_path / "kept")
+    _estimator(store_root, epochs=3).write().save(path)
+    with pytest.raises(TypeError, match="cannot save the estimator"):
+        _estimator(store_root, callbacks=[_Unpicklable()]).write().overwrite().save(path)
+    assert KerasEstimator.load(path).getEpochs() == 3
 
 
 def test_saving_over_an_existing_path_needs_overwrite_and_keeps_what_is_there(session,

@@ -1,17 +1,26 @@
 """Failures surface fast and clearly, resumes lose nothing, bad input never starts a job."""
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 import keras
 import psutil
 import pytest
-from keras_helpers import assembled_df, make_estimator, mlp, no_spark_job, separable_df
+from keras_helpers import (
+    assembled_df,
+    logged_epochs,
+    make_estimator,
+    mlp,
+    no_spark_job,
+    separable_df,
+)
 from pyspark.ml.feature import VectorAssembler
 
 import sparkdl
@@ -304,6 +313,7 @@ def test_hung_rank_fails_fit_within_stall_timeout_naming_it(features_df, store_r
 def test_killed_rank_is_relaunched_from_the_last_checkpoint_by_itself(features_df, store_root,
                                                                        tmp_path, caplog):
     marker = str(tmp_path / "killed-once")
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "sparkdl-tb-*")))
     fitted = _estimator(store_root, epochs=5,
                         callbacks=[KillOnceOnRank(3, 1, marker)]).fit(features_df)
     assert os.path.exists(marker)  # rank 1 was killed in epoch 3 ...
@@ -314,6 +324,11 @@ def test_killed_rank_is_relaunched_from_the_last_checkpoint_by_itself(features_d
     assert fitted.getHistory()["epoch"] == [1, 2, 3, 4, 5]
     assert fitted.getRunHistory()["epoch"] == [1, 2, 3, 4, 5]
     assert len(fitted.getHistory()["loss"]) == 5
+    # the TensorBoard logs in the store hold every epoch, those of the failed attempt too, and
+    # no local log folder is left behind
+    assert logged_epochs(Store.create(store_root), fitted.getRunId(), tmp_path / "logs") == [
+        0, 1, 2, 3, 4]
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "sparkdl-tb-*"))) <= before
 
 
 def test_a_failure_that_repeats_identically_is_not_retried(features_df, store_root):

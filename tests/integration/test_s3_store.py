@@ -76,3 +76,43 @@ def test_s3_parts_that_no_successful_task_reported_are_removed(spark, s3_options
     _write_with_fsspec(rows, store, tmp, [ColumnSpec("x", "float32", (), "scalar")], None, 100)
     parts = store.listdir(f"{tmp}/train")
     assert len(parts) == 2 and "part-failed-attempt-0.parquet" not in parts
+
+
+def _saved_bytes(path):
+    """Every byte a save wrote, Parquet pages decompressed (the blobs' values) and files raw."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    found = b""
+    for folder, _, files in os.walk(path):
+        for name in files:
+            file = os.path.join(folder, name)
+            found += open(file, "rb").read()
+            if name.endswith(".parquet"):
+                found += b"".join(bytes(v) for v in pq.read_table(file).column("data").to_pylist())
+    return found
+
+
+def test_a_saved_estimator_holds_no_store_credentials(spark, s3_options, tmp_path):
+    from pyspark.ml import Pipeline
+
+    from sparkdl import KerasEstimator
+
+    options = {**s3_options, "secret": "s3cr3t-never-saved"}
+    # cache_key: the data stays until released, not released at exit (when the server is gone)
+    est = make_estimator("/unused", store=_s3_store(options, "creds"), epochs=1,
+                         cache_key="creds")
+    Pipeline(stages=[est]).write().save(str(tmp_path / "pipeline"))
+    est.write().save(str(tmp_path / "est"))
+    for saved in ("pipeline", "est"):
+        assert b"s3cr3t-never-saved" not in _saved_bytes(str(tmp_path / saved))
+
+    loaded = KerasEstimator.load(str(tmp_path / "est"))
+    assert loaded.getStore().url == est.getStore().url
+    assert loaded.getStore().storage_options == {}
+    with pytest.raises(ValueError, match=r"never keeps storage_options \(this one had "
+                                         r"client_kwargs, endpoint_url, key, secret\)"):
+        loaded.fit(assembled_df(spark, rows=100))
+    loaded.setStore(_s3_store(options, "creds"))  # the user's credentials, given again
+    assert loaded.fit(assembled_df(spark, rows=400)).getHistory()["epoch"] == [1]

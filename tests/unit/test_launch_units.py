@@ -1,6 +1,7 @@
 """Launcher pieces that need no Spark: slot plan, failure text, the driver channel."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -123,6 +124,23 @@ def test_channel_times_out_peers_that_never_authenticate():
         client.send("message", payload=1)
         assert channel.get(timeout=5) == {"type": "message", "rank": 1, "payload": 1}
         client.close()
+
+
+def test_channel_ends_a_hello_that_trickles_in_past_the_timeout():
+    """The hello timeout is one deadline for the whole line, not one per byte received."""
+    import socket
+
+    with DriverChannel(advertise_host="127.0.0.1", hello_timeout=0.5) as channel:
+        host, port = channel.address.rsplit(":", 1)
+        slow = socket.create_connection((host, int(port)))
+        t0 = time.monotonic()
+        with contextlib.suppress(OSError):  # the server closes it: a send then fails
+            for byte in b'{"secret": "' + b"x" * 40:
+                slow.send(bytes([byte]))
+                time.sleep(0.1)
+        assert _closed_by_server(slow, within=2.0)
+        assert time.monotonic() - t0 < 3.0  # 4 s of bytes, ended at about 0.5 s
+        slow.close()
 
 
 def test_channel_listens_only_on_the_driver_address():

@@ -14,8 +14,8 @@ from sparkdl.train import predict
 from sparkdl.train.serialize import model_to_bytes
 
 def spec(key):
-    return predict.PredictSpec(model_key=key, input_shapes=[(4,)], scalar_outputs=[True],
-                               batch_size=512, use_gpu=False)
+    return predict.PredictSpec(model_key=key, input_shapes=[(4,)], input_dtypes=["float32"],
+                               scalar_outputs=[True], batch_size=512, use_gpu=False)
 
 def model_bytes():
     return Inline(model_to_bytes(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])))

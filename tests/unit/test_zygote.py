@@ -54,6 +54,25 @@ def test_each_rank_gets_its_env_output_and_fresh_random_state_and_preloaded_modu
     assert {s[3] for s in seen} == {RANK_NAME}  # what ps and psutil show
 
 
+def _fail(message):
+    raise RuntimeError(message)
+
+
+def test_a_failure_caused_by_another_rank_prints_one_line_and_a_root_cause_its_traceback(
+        tmp_path):
+    """Rank 0's "Horovod has been shut down" after rank 1 failed filled the console with
+    hundreds of lines of traceback above the cause."""
+    secondary = "Horovod has been shut down. This was caused by an exception on one of the ranks"
+    proc, _ = _fork(tmp_path, "secondary", _fail, secondary + "\n" + "  graph frame\n" * 300)
+    code, output = _finish(proc)
+    assert code == 1 and output.splitlines() == [
+        f"RuntimeError: {secondary} (after another rank's failure: traceback left out)"]
+    proc, _ = _fork(tmp_path, "root", _fail, "boom")
+    code, output = _finish(proc)
+    assert code == 1 and "Traceback (most recent call last)" in output
+    assert output.rstrip().endswith("RuntimeError: boom")
+
+
 def test_a_zygote_starts_beside_a_busy_grpc_client(tmp_path):
     """A Spark Connect client's gRPC threads in the starting process: forking with Popen's
     preexec_fn ran gRPC's fork handlers, which crashed the zygote before exec."""
