@@ -27,16 +27,16 @@ PY="$(realpath "$VENV")/bin/python"
 echo "runtime check [$PROFILE]: the runtime: $RUNTIME"
 # shellcheck disable=SC2086
 "$PY" -m pip install -q $RUNTIME cloudpickle psutil pyyaml fsspec h5py scikit-learn pytest
-"$PY" -m pip freeze | sort > "$VENV/runtime-before.txt"
+"$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-before.txt"
 
 echo "runtime check [$PROFILE]: the init script (README, 'Install on a cluster')"
 PYTHON=$PY bash scripts/build_horovod.sh
 "$PY" -m pip wheel -q --no-deps . -w "$VENV/dist"
 "$PY" -m pip install -q "$VENV"/dist/sparkdl-*.whl
-"$PY" -m pip freeze | sort > "$VENV/runtime-after.txt"
+"$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-after.txt"
 
-changed=$(comm -23 "$VENV/runtime-before.txt" "$VENV/runtime-after.txt")
-added_tf=$(comm -13 <(cut -d= -f1 "$VENV/runtime-before.txt") <(cut -d= -f1 "$VENV/runtime-after.txt") \
+changed=$(LC_ALL=C comm -23 "$VENV/runtime-before.txt" "$VENV/runtime-after.txt")
+added_tf=$(LC_ALL=C comm -13 <(cut -d= -f1 "$VENV/runtime-before.txt" | LC_ALL=C sort) <(cut -d= -f1 "$VENV/runtime-after.txt" | LC_ALL=C sort) \
            | grep -iE '^(tensorflow|tf-nightly|tf_nightly)' || true)
 if [ -n "$changed" ] || [ -n "$added_tf" ]; then
   echo "runtime check [$PROFILE]: FAILED: installing sparkdl changed the runtime's packages" >&2
