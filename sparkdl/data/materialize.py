@@ -10,7 +10,9 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,13 +90,16 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
                              f"num_proc={num_proc} so that every process gets data")
         if check is not None:
             check(profile.columns)
+        _sweep_stale(store, df.sparkSession.conf.get("spark.app.id"))
         written = _write(df, store, key, split, profile, num_proc)
         if isinstance(written, DatasetMeta):  # another application published the key meanwhile
             return written
         train, val = written
         meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
                            sample_weight_col=sample_weight_col, columns=profile.columns,
-                           train=train, val=val, reuse=reuse, store=store)
+                           train=train, val=val, reuse=reuse,
+                           app=df.sparkSession.conf.get("spark.app.id") if reuse == "app" else None,
+                           written_at=time.time(), store=store)
         meta.save()
         if reuse == "app":
             _written_by_this_app.append(meta)
@@ -181,6 +186,36 @@ def data_key(df: DataFrame, reuse: str, user_key: str | None = None, **params: o
 _written_by_this_app: list[DatasetMeta] = []
 
 
+# What a driver that never reached its exit (killed, a kernel restart) left: an application's
+# data a week after it was written (no application that long-lived reuses it), and temporary
+# directories of writes a day old (no write takes that long).
+STALE_APP_DATA_S = 7 * 24 * 3600
+STALE_TMP_S = 24 * 3600
+_TMP_NAME = re.compile(r"^\.ds-[0-9a-f]+\.tmp-(\d+)-[0-9a-f]+$")
+_swept: set[tuple[str, str]] = set()
+
+
+def _sweep_stale(store: Store, app: str) -> None:
+    """Delete what other applications left in the store's data area (see STALE_APP_DATA_S),
+    once per application and store."""
+    if (store.url, app) in _swept:
+        return
+    _swept.add((store.url, app))
+    now = time.time()
+    for name in store.listdir(store.path("data")):
+        tmp = _TMP_NAME.match(name)
+        if tmp is not None:
+            if now - int(tmp.group(1)) > STALE_TMP_S:
+                logger.info("removing a temporary directory left by a failed write: %s", name)
+                store.delete(store.path("data", name))
+            continue
+        meta = DatasetMeta.load(store, name) if name.startswith("ds-") else None
+        if (meta is not None and meta.reuse == "app" and meta.app not in (None, app)
+                and now - meta.written_at > STALE_APP_DATA_S):
+            logger.info("releasing %s, left by application %s", name, meta.app)
+            meta.release()
+
+
 @atexit.register
 def _release_app_data() -> None:
     """Data keyed to this application is of no use to another: the store does not keep it."""
@@ -211,7 +246,8 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
            num_proc: int) -> tuple[SplitInfo, SplitInfo | None] | DatasetMeta:
     """Write into a hidden temporary directory, then rename it to the key's directory; or the
     key's metadata, when another application (same cache_key) wrote it meanwhile."""
-    final, tmp = store.data_dir(key), store.path("data", f".{key}.tmp-{uuid.uuid4().hex}")
+    final = store.data_dir(key)
+    tmp = store.path("data", f".{key}.tmp-{int(time.time())}-{uuid.uuid4().hex}")
     row_bytes = bytes_per_row(profile.columns.values())
     parallelism = session_of(df.sparkSession).parallelism()
     files = num_files(profile.rows, row_bytes, num_proc, parallelism)

@@ -86,6 +86,8 @@ class DatasetMeta:
     # "once": this fit only; "app": reused within the Spark application that wrote it;
     # "key": reused wherever the user's cache_key is given again (see materialize)
     reuse: str = "app"
+    app: str | None = None  # the Spark application that wrote it (for reuse "app")
+    written_at: float = 0.0  # seconds since the epoch; 0.0 when written before it was recorded
     store: Store | None = field(default=None, compare=False, repr=False)
 
     @property

@@ -309,3 +309,37 @@ def test_few_big_partitions_are_cut_into_files_without_a_shuffle(spark, store, m
     assert write_stages == 1  # 2 partitions keep local[2] busy: no round-robin shuffle
     assert (meta.train.files, meta.train_rows) == (4, 400)
     assert sorted(pq.read_table(meta.train_path).column("x").to_pylist()) == list(range(400))
+
+
+def test_what_a_killed_driver_left_is_swept_at_the_next_materialize(spark, store_root):
+    """Data keyed to an application is released at its exit; a driver killed before (SIGKILL,
+    a kernel restart) left its data and temporary directories, which nothing removed."""
+    import dataclasses
+    import time
+
+    import sparkdl.data.materialize as materialize_module
+
+    store = Store.create(store_root)
+    day = 24 * 3600
+    written = materialize(spark.range(40).selectExpr("cast(id as float) as x", "id as y"),
+                          store, "x", "y", num_proc=2, cache_key="kept-by-key")
+    old = time.time() - 8 * day
+    left = {  # name -> (app, written_at, reuse), as another application's driver wrote them
+        "ds-" + "a" * 24: ("app-killed", old, "app"),  # dead and old: swept
+        "ds-" + "b" * 24: ("app-recent", time.time(), "app"),  # maybe still in use: kept
+        "ds-" + "c" * 24: (None, old, "key"),  # a user's cache_key: kept until released
+    }
+    for key, (app, at, reuse) in left.items():
+        store.write_bytes(f"{store.data_dir(key)}/train/part-0.parquet", b"rows")
+        dataclasses.replace(written, key=key, app=app, written_at=at, reuse=reuse).save()
+    stale_tmp = f".ds-{'d' * 24}.tmp-{int(time.time() - 2 * day)}-0a1b"
+    fresh_tmp = f".ds-{'e' * 24}.tmp-{int(time.time())}-0a1b"  # a write going on now
+    for name in (stale_tmp, fresh_tmp):
+        store.write_bytes(store.path("data", name, "train", "part-0.parquet"), b"half")
+    materialize_module._swept.clear()
+
+    materialize(spark.range(40).selectExpr("cast(id as float) as x", "id as y"), store, "x", "y",
+                num_proc=2, cache_key="a-new-one")
+    names = set(store.listdir(store.path("data")))
+    assert "ds-" + "a" * 24 not in names and stale_tmp not in names
+    assert {"ds-" + "b" * 24, "ds-" + "c" * 24, fresh_tmp, written.key} <= names
