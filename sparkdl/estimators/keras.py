@@ -16,6 +16,11 @@ from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 
 from sparkdl.estimators import validation as check
+from sparkdl.estimators.horovod_params import (
+    ESTIMATOR_PARAMS,
+    MODEL_PARAMS,
+    refuse_horovod_params,
+)
 from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
@@ -66,6 +71,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
     """Trains a Keras model with Horovod on `num_proc` barrier-mode Spark tasks; fit returns a
     KerasModel."""
 
+    @refuse_horovod_params(ESTIMATOR_PARAMS)
     @keyword_only
     def __init__(self, *, model: Any = None, optimizer: Any = None, loss: Any = None,
                  loss_weights: Any = None, metrics: Any = None, custom_objects: Any = None,
@@ -83,6 +89,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
+    @refuse_horovod_params(ESTIMATOR_PARAMS)
     @keyword_only
     def setParams(self, **kwargs: Any) -> KerasEstimator:
         """Set any of the constructor's params by keyword."""
@@ -338,6 +345,7 @@ def _new_run_id() -> str:
 class KerasModel(Model, TrainingParams, BlobPersistence):
     """A trained Keras model; transform appends its predictions, computed on the executors."""
 
+    @refuse_horovod_params(MODEL_PARAMS)
     def __init__(self) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
