@@ -7,6 +7,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv test test-runtime demo bench cluster-up cluster-down lint clean
 
+venv:
+	@VENV=$(VENV) bash scripts/bootstrap.sh
+
 # CI's command: the suite on the default stack, then the smoke subset on the oldest runtime profile
 test: venv
 	$(PY) -m pytest tests
