@@ -11,7 +11,7 @@ def plot_history(model: Any, *, run: bool = False) -> Any:
     ----------
     model : KerasModel or dict
         A fitted `KerasModel`, or a history dict such as its ``getHistory()``.
-    run : bool, optional
+    run : bool, default False
         Plot the whole run (``getRunHistory()``), across resumes, rather than this fit's epochs.
 
     Returns

@@ -82,80 +82,80 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
     model : keras.Model
         The model to train: Keras 3 (Sequential, functional or subclassed), built so that its
         input shapes are known.
-    optimizer : keras.optimizers.Optimizer or str, optional
-        An optimizer instance or name (``"adam"``). Default: the compiled model's. Its learning
+    optimizer : keras.optimizers.Optimizer or str, default None
+        An optimizer instance or name (``"adam"``); None: the compiled model's. Its learning
         rate (or ``LearningRateSchedule``) is multiplied by the number of ranks while training.
-    loss : str, callable, keras.losses.Loss, list or dict, optional
-        The loss, or one per output. Default: the compiled model's.
-    loss_weights : list or dict, optional
+    loss : str, callable, keras.losses.Loss, list or dict, default None
+        The loss, or one per output; None: the compiled model's.
+    loss_weights : list or dict, default None
         Per-output loss weights.
-    metrics : list or dict, optional
+    metrics : list or dict, default None
         Keras metrics: names, functions or instances, or one list per output. Their values are
         those of all rows: each metric's state is summed over the ranks.
-    custom_objects : dict, optional
+    custom_objects : dict, default {}
         Custom Keras objects the model needs to load. Objects registered with
         ``keras.saving.register_keras_serializable`` and plain functions used as losses or
-        metrics are added by themselves. Default ``{}``.
+        metrics are added by themselves.
     feature_cols : list of str
         Input columns, one per model input: numeric scalars, numeric (nested) arrays or ML
         vectors, reshaped to the input's shape.
     label_cols : list of str
         Label columns, one per model output.
-    sample_weight_col : str, optional
+    sample_weight_col : str, default None
         A column of per-row sample weights.
-    validation : float or str, optional
+    validation : float or str, default None
         A fraction in (0, 1) of the rows, split with `random_seed`, or the name of a boolean or
-        integer column whose true (non-zero) rows validate. Default: no validation.
-    callbacks : list of keras.callbacks.Callback, optional
+        integer column whose true (non-zero) rows validate; None: no validation.
+    callbacks : list of keras.callbacks.Callback, default []
         Extra callbacks, run on every rank; they must be picklable.
-    batch_size : int, optional
-        Rows per batch on each rank, in training and inference. Default 32.
-    val_batch_size : int, optional
-        Rows per validation batch. Default: `batch_size`.
-    epochs : int, optional
-        Epochs of the run. A resumed run trains only those left. Default 1.
-    train_steps_per_epoch : int, optional
-        Batches per epoch on each rank. Default: every training row once per epoch.
-    validation_steps_per_epoch : int, optional
-        Validation batches per epoch on each rank. Default: every validation row.
-    shuffle : bool, optional
-        Shuffle the training rows every epoch. Default True.
-    random_seed : int, optional
+    batch_size : int, default 32
+        Rows per batch on each rank, in training and inference.
+    val_batch_size : int, default None
+        Rows per validation batch; None: `batch_size`.
+    epochs : int, default 1
+        Epochs of the run. A resumed run trains only those left.
+    train_steps_per_epoch : int, default None
+        Batches per epoch on each rank; None: every training row once per epoch.
+    validation_steps_per_epoch : int, default None
+        Validation batches per epoch on each rank; None: every validation row.
+    shuffle : bool, default True
+        Shuffle the training rows every epoch.
+    random_seed : int, default None
         A seed in [0, 2**31) for the validation split, the shuffling and each rank (which adds
-        its rank). Default: a random one.
+        its rank); None: a random one.
     store : Store
         Where the materialised data, the checkpoints and the TensorBoard logs go.
-    run_id : str, optional
+    run_id : str, default None
         The run's name in the store: fitting again with the same `run_id` resumes after its
-        last checkpoint, provided it is a fit of the same model, data and params. Default: a
-        new ``run_<UTC time>_<hex>``.
-    num_proc : int, optional
-        Horovod ranks. Default: the cluster's task slots (with task GPUs, the fewer of CPU and
-        GPU slots).
-    verbose : int, optional
-        0 silent; 1 (default) a progress bar or one line per epoch on the driver; 2 also Keras'
-        own lines in rank 0's executor log.
-    output_cols : list of str, optional
-        Names of the prediction columns of the fitted model, one per output. Default:
+        last checkpoint, provided it is a fit of the same model, data and params. None: a new
+        ``run_<UTC time>_<hex>``.
+    num_proc : int, default None
+        Horovod ranks; None: the cluster's task slots (with task GPUs, the fewer of CPU and GPU
+        slots).
+    verbose : int, default 1
+        0 silent; 1 a progress bar or one line per epoch on the driver; 2 also Keras' own
+        lines in rank 0's executor log.
+    output_cols : list of str, default None
+        Names of the fitted model's prediction columns, one per output; None:
         ``<label>__output``.
-    cache_key : str, optional
+    cache_key : str, default None
         Reuse the data materialised under this name, across applications too (you vouch that
-        the DataFrame did not change). Default: reuse only a deterministic plan over unchanged
+        the DataFrame did not change); None: reuse only a deterministic plan over unchanged
         input files within the application.
-    jit_compile : bool, optional
-        Compile the forward and backward pass with XLA. Default False.
-    stall_timeout : float, optional
+    jit_compile : bool, default False
+        Compile the forward and backward pass with XLA.
+    stall_timeout : float, default 300
         Seconds a rank may go without finishing a batch before it is ended and the fit fails
-        naming it. Default 300.
-    max_retries : int, optional
+        naming it.
+    max_retries : int, default 2
         Relaunches of the ranks from the last checkpoint after a rank fails (a lost executor,
-        a signal, a stall); 0 turns them off. Default 2.
-    log_to_mlflow : bool, optional
-        Log params, per-epoch metrics, TensorBoard logs and the model to MLflow: None (default)
-        when an MLflow run is active, True also starts (or resumes) one, False never.
-    use_gpu : bool, optional
-        None (default) uses the GPUs Spark assigns to the tasks, if any; True requires them;
-        False hides every GPU from the ranks.
+        a signal, a stall); 0 turns them off.
+    log_to_mlflow : bool, default None
+        Log params, per-epoch metrics, TensorBoard logs and the model to MLflow: None when an
+        MLflow run is active, True also starts (or resumes) one, False never.
+    use_gpu : bool, default None
+        None uses the GPUs Spark assigns to the tasks, if any; True requires them; False hides
+        every GPU from the ranks.
 
     Raises
     ------
@@ -255,7 +255,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
         Parameters
         ----------
-        extra : dict, optional
+        extra : dict, default None
             Params to set on the copy, ``{param: value}``.
 
         Returns
@@ -539,9 +539,9 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
             The input columns, one per model input.
         output_cols : list of str
             The prediction columns to append, one per model output.
-        batch_size : int, optional
-            Sets the inference batch, ``max(batch_size, 512)`` rows per forward pass.
-        custom_objects : dict, optional
+        batch_size : int, default None
+            Sets the inference batch, ``max(batch_size, 512)`` rows per forward pass; None: 32.
+        custom_objects : dict, default None
             Custom Keras objects the model needs, as `KerasEstimator` takes them.
 
         Returns

@@ -49,30 +49,30 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
     ----------
     fn : callable
         The function each rank runs; pickled with cloudpickle (the user's own modules by value).
-    num_proc : int, optional
-        Ranks. Default: the cluster's task slots (with task GPUs, the fewer of CPU and GPU
+    num_proc : int, default None
+        Ranks; None: the cluster's task slots (with task GPUs, the fewer of CPU and GPU
         slots).
-    args : sequence, optional
+    args : sequence, default ()
         Positional arguments of `fn`.
-    kwargs : mapping, optional
+    kwargs : mapping, default None
         Keyword arguments of `fn`.
-    env : mapping of str to str, optional
+    env : mapping of str to str, default None
         Environment variables of the ranks (and of the zygote they fork from, so variables
         read at import time apply).
-    start_timeout : float, optional
-        Seconds to wait for every rank to start. Default 120.
-    timeout : float, optional
-        Seconds the whole job may take. Default: no limit.
-    on_message : callable, optional
+    start_timeout : float, default 120
+        Seconds to wait for every rank to start.
+    timeout : float, default None
+        Seconds the whole job may take; None: no limit.
+    on_message : callable, default None
         ``on_message(rank, payload)`` receives, on the driver, what ranks send with
         `sparkdl.launch.report` while the job runs.
-    description : str, optional
-        The job's description in the Spark UI.
-    stall_timeout : float, optional
+    description : str, default None
+        The job's description in the Spark UI; None: ``sparkdl: N Horovod ranks``.
+    stall_timeout : float, default None
         A rank whose `sparkdl.launch.heartbeat` calls stop for this many seconds is ended and
-        the job fails naming it. Default: not watched.
-    use_gpu : bool, optional
-        None (default) gives each rank its task's Spark-scheduled GPUs, if any, as
+        the job fails naming it; None: not watched.
+    use_gpu : bool, default None
+        None gives each rank its task's Spark-scheduled GPUs, if any, as
         ``CUDA_VISIBLE_DEVICES``; True requires them; False hides every GPU.
 
     Returns

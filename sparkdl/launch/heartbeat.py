@@ -25,9 +25,9 @@ def heartbeat(force: bool = False, progress: Sequence[int] | None = None) -> Non
 
     Parameters
     ----------
-    force : bool, optional
+    force : bool, default False
         Beat even if the last beat was less than a second ago (the default limit).
-    progress : sequence of int, optional
+    progress : sequence of int, default None
         How far the rank got, e.g. ``(epoch, phase)``, recorded with the beat: when several
         ranks stall, the one least far along is named.
     """

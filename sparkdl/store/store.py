@@ -37,7 +37,7 @@ class Store:
     ----------
     location : Location
         The parsed root; use `Store.create` rather than this constructor.
-    storage_options : dict, optional
+    storage_options : dict, default None
         Options for the fsspec filesystem (credentials, endpoint).
 
     Attributes
@@ -69,7 +69,7 @@ class Store:
             A local path or ``file:///abs/path``; ``dbfs:/path`` (the ``/dbfs`` FUSE mount on
             Databricks); or any fsspec URL (``s3://``, ``gs://``, ``hdfs://``, ``abfs://``, ...)
             whose filesystem package is installed (``pip install 'sparkdl[s3]'``, ``[gcs]``).
-        storage_options : dict, optional
+        storage_options : dict, default None
             Passed to the fsspec filesystem: ``key``/``secret``, ``profile``,
             ``endpoint_url``, ...
 
