@@ -5,11 +5,19 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-runtime demo bench cluster-up cluster-down lint clean
+.PHONY: venv test test-runtime docs demo bench cluster-up cluster-down lint clean
 
-# CI's command: the suite on the default stack, then the smoke subset on the oldest runtime profile
+venv:
+	@VENV=$(VENV) bash scripts/bootstrap.sh
+
+$(PY):
+	@VENV=$(VENV) bash scripts/bootstrap.sh
+
+# CI's command: the suite on the default stack, the docs site, then the smoke subset on the
+# oldest runtime profile
 test: venv
 	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory test-runtime PROFILE=oldest
 
 # One runtime's own packages (scripts/runtimes/$(PROFILE).env) in a fresh venv, sparkdl installed
@@ -27,6 +35,16 @@ SMOKE := \
 test-runtime:
 	bash scripts/runtime_check.sh $(PROFILE) $(SMOKE)
 
+# The docs site (mkdocs.yml, docs/, API pages from the docstrings) into site/. --strict: a broken
+# link, a missing page or an API reference that does not resolve fails the build. The `docs`
+# extra of setup.cfg is installed into $(VENV) when missing (sparkdl itself is read, not imported).
+DOCS_EXTRA = $$($(PY) -c "import configparser as c; p = c.ConfigParser(); p.read('setup.cfg'); \
+  print(p['options.extras_require']['docs'])")
+docs: | $(PY)
+	@$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || \
+	  $(PY) -m pip install -q -c constraints.txt $(DOCS_EXTRA)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 demo: venv
 	$(PY) examples/digits_cnn.py
 
@@ -43,4 +61,4 @@ lint: venv
 	$(VENV)/bin/ruff check sparkdl tests examples bench
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache
+	rm -rf build dist site *.egg-info .pytest_cache

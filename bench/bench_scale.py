@@ -23,7 +23,7 @@ from sparkdl.data.materialize import materialize
 DIM = 64
 SIZES = (200_000, 1_000_000, 5_000_000)
 FLAT = 0.2  # per-row cost within +-20 % of its mean across sizes
-REPEAT = 3  # runs per stage and size; this machine's speed varies between runs
+REPEAT = 3  # runs per stage and size: a shared VM's speed varies between runs
 
 
 def scale_curve(spark: Any, sizes: tuple[int, ...], out_dir: str) -> str:

@@ -1,5 +1,6 @@
 """Every benchmark stage, then one table: sparkdl against each stage's limit and against
-horovod.spark.keras (`make bench`, or `.venv/bin/python bench/run_all.py [--quick]`).
+horovod.spark.keras (`make bench`, or `.venv/bin/python bench/run_all.py [--quick]`). Each run
+is also kept as bench/out/bench-<UTC time>.md with the date, commit and machine.
 
 Each ratio is measured in the same run on the same data; figures are medians of --repeat runs.
 """
@@ -9,6 +10,8 @@ import argparse
 import contextlib
 import json
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,10 +77,12 @@ def main() -> None:
         if "peer" in stages:
             _progress("peer: horovod.spark.keras.KerasEstimator in .venv-peer")
             add_peer(rows, run_peer(peer_spec, tmp, args.master))
-    print(f"\nsparkdl benchmarks ({'quick' if args.quick else 'full'}, {args.master}, "
-          f"{os.cpu_count()} cores, median of {size['repeat']}; {time.time() - started:.0f} s; "
-          f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end)\n")
-    print(format_table(rows))
+    header = (f"sparkdl benchmarks ({'quick' if args.quick else 'full'}, {args.master}, "
+              f"{os.cpu_count()} cores, median of {size['repeat']}; {time.time() - started:.0f} "
+              f"s; load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end)")
+    table = format_table(rows)
+    print(f"\n{header}\n\n{table}")
+    print(f"\nwritten to {_write_results(header, table, started)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r.__dict__ | {"verdict": r.verdict} for r in rows], f, indent=1,
@@ -253,6 +258,43 @@ def _spark(master: str) -> Any:
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _write_results(header: str, table: str, started: float) -> str:
+    """Keep the run as bench/out/bench-<UTC start>.md: when, which commit, which machine, the
+    table. Earlier runs stay there, not in the docs."""
+    out = os.path.join(BENCH_DIR, "out")
+    os.makedirs(out, exist_ok=True)
+    when = time.gmtime(started)
+    path = os.path.join(out, f"bench-{time.strftime('%Y%m%d-%H%M%S', when)}.md")
+    with open(path, "w") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M UTC', when)}, commit {_commit()}, "
+                f"{_machine()}\n\n{header}\n\n{table}\n")
+    return path
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" with local changes" if dirty else "")
+
+
+def _machine() -> str:
+    """CPU model, cores and memory, from /proc where there is one."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} x {model}, {memory:.0f} GiB"
 
 
 def _progress(text: str) -> None:

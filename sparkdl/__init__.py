@@ -4,10 +4,14 @@ The Keras stages load lazily, so launcher tasks and `import sparkdl` don't pull 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparkdl.launch import run
 from sparkdl.store import Store
+
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time __getattr__ imports them
+    from sparkdl.estimators import KerasEstimator, KerasModel
+    from sparkdl.estimators.history import plot_history
 
 __all__ = ["KerasEstimator", "KerasModel", "Store", "plot_history", "run"]
 __version__ = "0.1.0"

@@ -5,9 +5,32 @@ from typing import Any
 
 
 def plot_history(model: Any, *, run: bool = False) -> Any:
-    """A Figure with one panel per metric (loss first): training and, when there is one,
-    validation per epoch. `model` is a KerasModel or a history dict; `run=True` plots the whole
-    run (`getRunHistory()`) rather than this fit's epochs."""
+    """A fit's metrics per epoch, one panel per metric (loss first), training against validation.
+
+    Parameters
+    ----------
+    model : KerasModel or dict
+        A fitted `KerasModel`, or a history dict such as its ``getHistory()``.
+    run : bool, default False
+        Plot the whole run (``getRunHistory()``), across resumes, rather than this fit's epochs.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure; a notebook shows it, ``fig.savefig(path)`` writes it.
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed.
+    ValueError
+        When the history holds no metric.
+
+    Examples
+    --------
+    >>> fig = sparkdl.plot_history(pipeline_model.stages[-1])
+    >>> fig.savefig("history.png")
+    """
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:

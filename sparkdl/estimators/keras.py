@@ -16,6 +16,11 @@ from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 
 from sparkdl.estimators import validation as check
+from sparkdl.estimators.horovod_params import (
+    ESTIMATOR_PARAMS,
+    MODEL_PARAMS,
+    refuse_horovod_params,
+)
 from sparkdl.estimators.params import TrainingParams, _param, with_accessors
 from sparkdl.estimators.persistence import BlobPersistence
 from sparkdl.estimators.progress import EpochReporter
@@ -63,9 +68,124 @@ class KerasParams(TrainingParams):
 
 @with_accessors
 class KerasEstimator(Estimator, KerasParams, BlobPersistence):
-    """Trains a Keras model with Horovod on `num_proc` barrier-mode Spark tasks; fit returns a
-    KerasModel."""
+    """Train a Keras 3 model with Horovod on ``num_proc`` barrier-mode Spark tasks.
 
+    A pyspark.ml ``Estimator``: ``fit(df)`` checks the params against the DataFrame and the
+    model on the driver, writes the needed columns once as Parquet in `store`, trains on
+    `num_proc` Horovod ranks (one barrier stage; a checkpoint after every epoch) and returns a
+    `KerasModel`. It works alone and as a stage of ``Pipeline``, ``CrossValidator`` and
+    ``TrainValidationSplit``. The constructor takes keywords only; every parameter is a Spark ML
+    ``Param`` with a camel-cased getter and setter (``getBatchSize``, ``setBatchSize``).
+
+    Parameters
+    ----------
+    model : keras.Model
+        The model to train: Keras 3 (Sequential, functional or subclassed), built so that its
+        input shapes are known.
+    optimizer : keras.optimizers.Optimizer or str, default None
+        An optimizer instance or name (``"adam"``); None: the compiled model's. Its learning
+        rate (or ``LearningRateSchedule``) is multiplied by the number of ranks while training.
+    loss : str, callable, keras.losses.Loss, list or dict, default None
+        The loss, or one per output; None: the compiled model's.
+    loss_weights : list or dict, default None
+        Per-output loss weights.
+    metrics : list or dict, default None
+        Keras metrics: names, functions or instances, or one list per output. Their values are
+        those of all rows: each metric's state is summed over the ranks.
+    custom_objects : dict, default {}
+        Custom Keras objects the model needs to load. Objects registered with
+        ``keras.saving.register_keras_serializable`` and plain functions used as losses or
+        metrics are added by themselves.
+    feature_cols : list of str
+        Input columns, one per model input: numeric scalars, numeric (nested) arrays or ML
+        vectors, reshaped to the input's shape.
+    label_cols : list of str
+        Label columns, one per model output.
+    sample_weight_col : str, default None
+        A column of per-row sample weights.
+    validation : float or str, default None
+        A fraction in (0, 1) of the rows, split with `random_seed`, or the name of a boolean or
+        integer column whose true (non-zero) rows validate; None: no validation.
+    callbacks : list of keras.callbacks.Callback, default []
+        Extra callbacks, run on every rank; they must be picklable.
+    batch_size : int, default 32
+        Rows per batch on each rank, in training and inference.
+    val_batch_size : int, default None
+        Rows per validation batch; None: `batch_size`.
+    epochs : int, default 1
+        Epochs of the run. A resumed run trains only those left.
+    train_steps_per_epoch : int, default None
+        Batches per epoch on each rank; None: every training row once per epoch.
+    validation_steps_per_epoch : int, default None
+        Validation batches per epoch on each rank; None: every validation row.
+    shuffle : bool, default True
+        Shuffle the training rows every epoch.
+    random_seed : int, default None
+        A seed in [0, 2**31) for the validation split, the shuffling and each rank (which adds
+        its rank); None: a random one.
+    store : Store
+        Where the materialised data, the checkpoints and the TensorBoard logs go.
+    run_id : str, default None
+        The run's name in the store: fitting again with the same `run_id` resumes after its
+        last checkpoint, provided it is a fit of the same model, data and params. None: a new
+        ``run_<UTC time>_<hex>``.
+    num_proc : int, default None
+        Horovod ranks; None: the cluster's task slots (with task GPUs, the fewer of CPU and GPU
+        slots).
+    verbose : int, default 1
+        0 silent; 1 a progress bar or one line per epoch on the driver; 2 also Keras' own
+        lines in rank 0's executor log.
+    output_cols : list of str, default None
+        Names of the fitted model's prediction columns, one per output; None:
+        ``<label>__output``.
+    cache_key : str, default None
+        Reuse the data materialised under this name, across applications too (you vouch that
+        the DataFrame did not change); None: reuse only a deterministic plan over unchanged
+        input files within the application.
+    jit_compile : bool, default False
+        Compile the forward and backward pass with XLA.
+    stall_timeout : float, default 300
+        Seconds a rank may go without finishing a batch before it is ended and the fit fails
+        naming it.
+    max_retries : int, default 2
+        Relaunches of the ranks from the last checkpoint after a rank fails (a lost executor,
+        a signal, a stall); 0 turns them off.
+    log_to_mlflow : bool, default None
+        Log params, per-epoch metrics, TensorBoard logs and the model to MLflow: None when an
+        MLflow run is active, True also starts (or resumes) one, False never.
+    use_gpu : bool, default None
+        None uses the GPUs Spark assigns to the tasks, if any; True requires them; False hides
+        every GPU from the ranks.
+
+    Raises
+    ------
+    TypeError
+        For a positional argument, or a horovod.spark.keras parameter that sparkdl does not take
+        (``backend``, ``inmemory_cache_all``, ...); the message names what to use instead.
+
+    See Also
+    --------
+    KerasModel : What `fit` returns.
+    Store : Where the data, checkpoints and logs live.
+
+    Notes
+    -----
+    ``fit`` raises ``ValueError`` or ``TypeError`` before any Spark job for a param, column or
+    model that cannot work, naming it, and ``sparkdl.launch.RankFailedError`` when a rank fails
+    and no retry is left.
+
+    Examples
+    --------
+    >>> est = KerasEstimator(model=model, optimizer=keras.optimizers.Adam(1e-3),
+    ...                      loss="binary_crossentropy", metrics=["accuracy"],
+    ...                      feature_cols=["features"], label_cols=["label"],
+    ...                      store=Store.create("/tmp/sparkdl"), num_proc=2, epochs=4,
+    ...                      validation=0.2)
+    >>> fitted = Pipeline(stages=[assembler, est]).fit(train_df)
+    >>> fitted.transform(test_df).select("label__output").show(3)
+    """
+
+    @refuse_horovod_params(ESTIMATOR_PARAMS)
     @keyword_only
     def __init__(self, *, model: Any = None, optimizer: Any = None, loss: Any = None,
                  loss_weights: Any = None, metrics: Any = None, custom_objects: Any = None,
@@ -83,9 +203,22 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
         self._own_run = False  # set on copies: see copy()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
+    @refuse_horovod_params(ESTIMATOR_PARAMS)
     @keyword_only
     def setParams(self, **kwargs: Any) -> KerasEstimator:
-        """Set any of the constructor's params by keyword."""
+        """Set any of the constructor's params by keyword.
+
+        Returns
+        -------
+        KerasEstimator
+            This estimator.
+
+        Raises
+        ------
+        TypeError
+            For a horovod.spark.keras parameter that sparkdl does not take (the message names
+            what to use instead).
+        """
         return self._set(**self._input_kwargs)
 
     def _fit(self, df: DataFrame) -> KerasModel:
@@ -113,9 +246,23 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                 meta.release()  # written for this fit alone
 
     def copy(self, extra: Any = None) -> KerasEstimator:
-        """A copy (as CrossValidator makes per fold and param map) trains in its own run: its
-        run_id, when set, is suffixed with a digest of its model and initial weights, the data
-        it materialised, its params, epochs, num_proc and callbacks."""
+        """A copy of this estimator, with `extra` params set, that trains in a run of its own.
+
+        ``CrossValidator`` and ``TrainValidationSplit`` copy the estimator for every fold and
+        param map. A copy's `run_id`, when set, becomes ``<run_id>-<digest>``, the digest
+        covering its model and initial weights, the data it materialised, its params, epochs,
+        num_proc and callbacks: no fold or param map resumes from another's checkpoints.
+
+        Parameters
+        ----------
+        extra : dict, default None
+            Params to set on the copy, ``{param: value}``.
+
+        Returns
+        -------
+        KerasEstimator
+            The copy.
+        """
         that = super().copy(extra)
         that._own_run = True
         return that
@@ -336,8 +483,33 @@ def _new_run_id() -> str:
 
 @with_accessors
 class KerasModel(Model, TrainingParams, BlobPersistence):
-    """A trained Keras model; transform appends its predictions, computed on the executors."""
+    """A trained Keras model as a Spark ML transformer: ``transform`` appends its predictions.
 
+    `KerasEstimator.fit` returns one; `from_keras` wraps a model trained elsewhere;
+    ``KerasModel.load(path)`` (or ``PipelineModel.load``) reads a saved one, with no Store and no
+    Horovod. ``transform(df)`` keeps every input column and appends one column per model output,
+    named by the ``output_cols`` param (default ``<label>__output``): ``float`` when the output
+    has one value per row, else ``array<float>``. Inference runs on the executors in one pandas
+    UDF, the model loaded once per Python worker (and GPU, when Spark assigns the tasks GPUs).
+    Integer and boolean inputs reach the model as their own type, other numbers as float32.
+    The params (``feature_cols``, ``output_cols``, ``batch_size``, ``use_gpu``, ...) have
+    camel-cased getters and setters (``setOutputCols``).
+
+    Raises
+    ------
+    TypeError
+        For a horovod.spark.keras constructor parameter (``model``, ``feature_columns``, ...):
+        the message points to `from_keras`.
+
+    Examples
+    --------
+    >>> model = est.fit(train_df).setOutputCols(["p"])
+    >>> model.transform(test_df).select("id", "p").show(3)
+    >>> model.write().overwrite().save("/tmp/m")
+    >>> KerasModel.load("/tmp/m").getHistory()["val_loss"]
+    """
+
+    @refuse_horovod_params(MODEL_PARAMS)
     def __init__(self) -> None:
         super().__init__()
         self._model_bytes: bytes | None = None
@@ -354,11 +526,41 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
     def from_keras(cls, model: Any, feature_cols: list[str], output_cols: list[str], *,
                    batch_size: int | None = None,
                    custom_objects: dict[str, Any] | None = None) -> KerasModel:
-        """A KerasModel of a Keras 3 model trained elsewhere, so that `transform` predicts with it
-        on the executors; `model` is a keras.Model or the path of a `.keras` file.
+        """A KerasModel of a Keras 3 model trained elsewhere, to predict with it on the executors.
 
-        One feature column per model input and one output column per model output, as `fit`'s
-        KerasModel has; `custom_objects` as KerasEstimator takes them."""
+        The result is the transformer `KerasEstimator.fit` returns: it transforms in a
+        ``Pipeline``, and saves and loads as a stage.
+
+        Parameters
+        ----------
+        model : keras.Model or str
+            A Keras 3 model, or the path of a ``.keras`` file (loaded without compiling).
+        feature_cols : list of str
+            The input columns, one per model input.
+        output_cols : list of str
+            The prediction columns to append, one per model output.
+        batch_size : int, default None
+            Sets the inference batch, ``max(batch_size, 512)`` rows per forward pass; None: 32.
+        custom_objects : dict, default None
+            Custom Keras objects the model needs, as `KerasEstimator` takes them.
+
+        Returns
+        -------
+        KerasModel
+            A fitted model with `feature_cols` and `output_cols` set.
+
+        Raises
+        ------
+        TypeError
+            When `model` is not a Keras 3 model (a legacy ``tf_keras`` one included).
+        ValueError
+            When `feature_cols` or `output_cols` do not hold one name per model input or output.
+
+        Examples
+        --------
+        >>> scorer = KerasModel.from_keras("/dbfs/models/churn.keras", ["features"], ["churn_p"])
+        >>> scorer.transform(df).select("id", "churn_p").show(3)
+        """
         from sparkdl.train.serialize import model_to_bytes, with_registered
 
         custom = with_registered(custom_objects)
@@ -396,7 +598,19 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return self._custom_objects_pickled
 
     def getModel(self) -> Any:
-        """The trained keras.Model (compiled with the user's optimizer and its state)."""
+        """The trained model, loaded on the driver.
+
+        Returns
+        -------
+        keras.Model
+            The model compiled with the user's optimizer config (its own learning rate) and the
+            optimizer state training reached.
+
+        Raises
+        ------
+        ValueError
+            When this KerasModel holds no model (one made by ``KerasModel()`` itself).
+        """
         if self._keras is None:
             from sparkdl.train.serialize import model_from_bytes
 
@@ -404,14 +618,36 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         return self._keras
 
     def getHistory(self) -> dict[str, list[float]]:
-        """Per-epoch metrics of the fit that made this model; 'epoch' lists 1-based epochs."""
+        """Per-epoch metrics of the fit that made this model.
+
+        Returns
+        -------
+        dict of str to list
+            ``loss``, each metric and its ``val_`` counterpart, one value per epoch this fit
+            trained, and ``epoch``, those epochs' 1-based numbers (a resume starts after 1).
+            Empty for a model from `from_keras`.
+        """
         return {k: list(v) for k, v in self._history.items()}
 
     def getRunHistory(self) -> dict[str, list[float]]:
-        """Per-epoch metrics of the whole run in the store, across interrupted fits and resumes."""
+        """Per-epoch metrics of the whole run, across interrupted fits, retries and resumes.
+
+        Returns
+        -------
+        dict of str to list
+            As `getHistory`, for every epoch of the run, each once.
+        """
         return {k: list(v) for k, v in self._run_history.items()}
 
     def getRunId(self) -> str | None:
+        """The run this model was trained in.
+
+        Returns
+        -------
+        str or None
+            The run's name in the store (a copy's ``<run_id>-<digest>``), or None for a model
+            from `from_keras`.
+        """
         return self._run_id
 
     def _require_bytes(self) -> bytes:

@@ -239,9 +239,20 @@ _client_lock = threading.Lock()
 
 
 def report(payload: Any) -> None:
-    """Send `payload` (JSON-serialisable) from a rank to the driver's `on_message` callback.
+    """Send `payload` from a rank to the driver's `on_message` callback of `sparkdl.run`.
 
-    Does nothing outside a process launched by `sparkdl.run`, so training code can call it freely.
+    Does nothing outside a process launched by `sparkdl.run`, so training code can call it
+    freely.
+
+    Parameters
+    ----------
+    payload : object
+        A JSON-serialisable value.
+
+    Examples
+    --------
+    >>> from sparkdl.launch import report
+    >>> report({"epoch": 3, "loss": 0.12})   # on a rank
     """
     global _client, _client_tried
     with _client_lock:

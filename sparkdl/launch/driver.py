@@ -38,14 +38,67 @@ def run(fn: Callable[..., Any], *, num_proc: int | None = None, args: Sequence[A
         on_message: Callable[[int, Any], None] | None = None,
         description: str | None = None, stall_timeout: float | None = None,
         use_gpu: bool | None = None) -> list[Any]:
-    """Run `fn(*args, **kwargs)` on `num_proc` Horovod ranks in one Spark barrier stage.
+    """Run ``fn(*args, **kwargs)`` on `num_proc` Horovod ranks in one Spark barrier stage.
 
-    Returns fn's return values ordered by rank. `on_message(rank, payload)` receives what ranks
-    send with `sparkdl.launch.report` while the job runs. `start_timeout` bounds the wait for
-    all ranks to start, `timeout` (None: no limit) the whole job. `description` names the job
-    in the Spark UI. A rank whose `sparkdl.launch.heartbeat()` calls stop for `stall_timeout`
-    seconds (None: never checked) is ended and the job fails naming it. Each rank sees exactly
-    its task's Spark-scheduled GPUs; `use_gpu` True requires them, False hides every GPU.
+    Each rank is a process of its own, forked from a zygote that has imported TensorFlow, with
+    Horovod's Gloo environment set: ``hvd.init()`` in `fn` joins the job's rendezvous. The
+    active SparkSession (classic or Spark Connect, pyspark >= 4.0) runs the stage. A failing
+    rank cancels the job at once; no rank process outlives it.
+
+    Parameters
+    ----------
+    fn : callable
+        The function each rank runs; pickled with cloudpickle (the user's own modules by value).
+    num_proc : int, default None
+        Ranks; None: the cluster's task slots (with task GPUs, the fewer of CPU and GPU
+        slots).
+    args : sequence, default ()
+        Positional arguments of `fn`.
+    kwargs : mapping, default None
+        Keyword arguments of `fn`.
+    env : mapping of str to str, default None
+        Environment variables of the ranks (and of the zygote they fork from, so variables
+        read at import time apply).
+    start_timeout : float, default 120
+        Seconds to wait for every rank to start.
+    timeout : float, default None
+        Seconds the whole job may take; None: no limit.
+    on_message : callable, default None
+        ``on_message(rank, payload)`` receives, on the driver, what ranks send with
+        `sparkdl.launch.report` while the job runs.
+    description : str, default None
+        The job's description in the Spark UI; None: ``sparkdl: N Horovod ranks``.
+    stall_timeout : float, default None
+        A rank whose `sparkdl.launch.heartbeat` calls stop for this many seconds is ended and
+        the job fails naming it; None: not watched.
+    use_gpu : bool, default None
+        None gives each rank its task's Spark-scheduled GPUs, if any, as
+        ``CUDA_VISIBLE_DEVICES``; True requires them; False hides every GPU.
+
+    Returns
+    -------
+    list
+        The return values of `fn`, ordered by rank.
+
+    Raises
+    ------
+    ValueError
+        For a `num_proc` above the cluster's task slots, or a bad `stall_timeout`, before any
+        job.
+    RankFailedError
+        When a rank fails (an exception, an exit, a signal, a stall): names the rank and quotes
+        its last output lines.
+    LaunchError
+        When the ranks do not start within `start_timeout` or the job exceeds `timeout`.
+
+    Examples
+    --------
+    >>> def train():
+    ...     import horovod.tensorflow as hvd
+    ...     hvd.init()
+    ...     return hvd.rank()
+    >>> sparkdl.run(train, num_proc=2)
+    [0, 1]
     """
     session = active_session()
     check_gpus(session, use_gpu)

@@ -12,11 +12,32 @@ def is_secondary(text: str) -> bool:
 
 
 class LaunchError(RuntimeError):
-    """A barrier job could not start or did not finish."""
+    """A barrier job could not start or did not finish.
+
+    Raised by `sparkdl.run` (and so `KerasEstimator.fit`) when the ranks do not all start
+    within ``start_timeout`` (too few free task slots) or the job exceeds ``timeout``.
+    """
 
 
 class RankFailedError(LaunchError):
-    """A rank's process failed; the message names the rank and carries its last output lines."""
+    """A rank's process failed: an exception, an exit, a signal or a stall.
+
+    The message names the rank (the root cause when several failed) and quotes its last output
+    lines. `KerasEstimator.fit` raises it once its retries are used up, beginning with the cause
+    of every attempt.
+
+    Parameters
+    ----------
+    rank : int
+        The failed rank.
+    message : str
+        What happened, with the rank's last output lines.
+
+    Attributes
+    ----------
+    rank : int
+        The failed rank.
+    """
 
     def __init__(self, rank: int, message: str) -> None:
         super().__init__(message)

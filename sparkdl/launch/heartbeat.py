@@ -16,11 +16,21 @@ _last = 0.0
 
 
 def heartbeat(force: bool = False, progress: Sequence[int] | None = None) -> None:
-    """Tell the watching task this rank is making progress; call it from any loop that should
-    never stop for long (training calls it every batch). At most one beat a second unless
-    `force` or `progress` is given. `progress` (e.g. (epoch, phase)) is recorded with the beat:
-    when several ranks stall, the one least far along is named. Does nothing outside
-    `sparkdl.run`."""
+    """Tell the task watching this rank that it is making progress.
+
+    Call it from any loop that should never stop for long (`KerasEstimator` training calls it
+    every batch); with ``sparkdl.run(..., stall_timeout=s)``, a rank that goes `s` seconds
+    without a beat is ended and the job fails naming it. A beat touches a file: no network, no
+    thread. Does nothing outside `sparkdl.run`.
+
+    Parameters
+    ----------
+    force : bool, default False
+        Beat even if the last beat was less than a second ago (the default limit).
+    progress : sequence of int, default None
+        How far the rank got, e.g. ``(epoch, phase)``, recorded with the beat: when several
+        ranks stall, the one least far along is named.
+    """
     global _last
     path = os.environ.get(HEARTBEAT_ENV)
     now = time.monotonic()

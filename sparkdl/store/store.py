@@ -25,7 +25,33 @@ _HADOOP_SCHEMES = ("hdfs", "viewfs")
 
 
 class Store:
-    """A place for data, runs and models; create with ``Store.create(url)``."""
+    """One root for a fit's materialised data, its runs (checkpoints, logs) and saved models.
+
+    Create one with `Store.create`. Layout: ``<root>/data/<key>/{train,val}`` (Parquet),
+    ``<root>/runs/<run_id>/{checkpoints,logs}``, ``<root>/models/<name>``. Single files are
+    written atomically (a temporary name, then a rename or copy), and `delete` removes only
+    what the store creates. A Store is picklable and opens its filesystem lazily, so it works
+    on the executors and the ranks, which use the same `storage_options`.
+
+    Parameters
+    ----------
+    location : Location
+        The parsed root; use `Store.create` rather than this constructor.
+    storage_options : dict, default None
+        Options for the fsspec filesystem (credentials, endpoint).
+
+    Attributes
+    ----------
+    storage_options : dict
+        The fsspec options. A saved `KerasEstimator` never keeps them.
+
+    Examples
+    --------
+    >>> store = Store.create("/tmp/sparkdl")
+    >>> store = Store.create("s3://bucket/sparkdl", storage_options={"profile": "ml"})
+    >>> store.checkpoint_dir("run_1")
+    '/tmp/sparkdl/runs/run_1/checkpoints'
+    """
 
     def __init__(self, location: Location, storage_options: dict[str, Any] | None = None):
         self._location = location
@@ -35,7 +61,29 @@ class Store:
 
     @staticmethod
     def create(url: str, storage_options: dict[str, Any] | None = None) -> Store:
-        """A Store rooted at `url` (local path, file://, dbfs:/ or any fsspec URL)."""
+        """A Store rooted at `url`.
+
+        Parameters
+        ----------
+        url : str
+            A local path or ``file:///abs/path``; ``dbfs:/path`` (the ``/dbfs`` FUSE mount on
+            Databricks); or any fsspec URL (``s3://``, ``gs://``, ``hdfs://``, ``abfs://``, ...)
+            whose filesystem package is installed (``pip install 'sparkdl[s3]'``, ``[gcs]``).
+        storage_options : dict, default None
+            Passed to the fsspec filesystem: ``key``/``secret``, ``profile``,
+            ``endpoint_url``, ...
+
+        Returns
+        -------
+        Store
+            The store; nothing is created until something is written.
+
+        Raises
+        ------
+        ValueError
+            For a URL that cannot be parsed, a local or ``dbfs:/`` path holding ``#`` or ``?``,
+            or `storage_options` that is not a dict.
+        """
         if storage_options is not None and not isinstance(storage_options, dict):
             raise ValueError(f"storage_options {storage_options!r} is not a dict; expected a "
                              "dict of fsspec filesystem options or None")
@@ -66,18 +114,23 @@ class Store:
         return "/".join([self.root.rstrip("/")] + [p.strip("/") for p in parts])
 
     def data_dir(self, key: str) -> str:
+        """Where the data materialised under `key` lives."""
         return self.path("data", key)
 
     def run_dir(self, run_id: str) -> str:
+        """The directory of run `run_id` (its fingerprint, checkpoints and logs)."""
         return self.path("runs", run_id)
 
     def checkpoint_dir(self, run_id: str) -> str:
+        """Where run `run_id` keeps its checkpoints (the two newest)."""
         return self.path("runs", run_id, "checkpoints")
 
     def logs_dir(self, run_id: str) -> str:
+        """Where run `run_id` keeps its TensorBoard logs (``tensorboard --logdir`` it)."""
         return self.path("runs", run_id, "logs")
 
     def model_dir(self, name: str) -> str:
+        """A place for a saved model called `name`."""
         return self.path("models", name)
 
     # ---- URLs for other readers/writers ---------------------------------------------------
@@ -107,11 +160,13 @@ class Store:
     # ---- file operations -------------------------------------------------------------------
 
     def exists(self, path: str) -> bool:
+        """Whether `path` exists (not from a cache: executors and ranks write here too)."""
         fs, target = self._filesystem(), self._native(path)
         fs.invalidate_cache(target)  # other processes (executors, ranks) write here too
         return fs.exists(target)
 
     def makedirs(self, path: str) -> None:
+        """Create directory `path` and its parents; nothing when it exists."""
         self._filesystem().makedirs(self._native(path), exist_ok=True)
 
     def listdir(self, path: str) -> list[str]:
@@ -123,12 +178,15 @@ class Store:
         return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(target, detail=False))
 
     def open(self, path: str, mode: str = "rb") -> IO[bytes]:
+        """Open file `path` in binary `mode` through the store's filesystem."""
         return self._filesystem().open(self._native(path), mode)
 
     def size(self, path: str) -> int:
+        """Size of file `path` in bytes."""
         return int(self._filesystem().size(self._native(path)))
 
     def read_bytes(self, path: str) -> bytes:
+        """The content of file `path`."""
         return self._filesystem().cat_file(self._native(path))
 
     def write_bytes(self, path: str, data: bytes) -> None:
@@ -176,7 +234,18 @@ class Store:
         self._move_tree(src, dst)
 
     def delete(self, path: str) -> None:
-        """Delete recursively; only paths strictly under <root>/data, /runs or /models."""
+        """Delete `path` recursively; nothing when it does not exist.
+
+        Parameters
+        ----------
+        path : str
+            A path strictly under ``<root>/data``, ``<root>/runs`` or ``<root>/models``.
+
+        Raises
+        ------
+        ValueError
+            For any other path: the store only deletes what it creates.
+        """
         target = self._managed(path)
         fs = self._filesystem()
         if fs.exists(target):
