@@ -90,7 +90,8 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
                              f"num_proc={num_proc} so that every process gets data")
         if check is not None:
             check(profile.columns)
-        _sweep_stale(store, df.sparkSession.conf.get("spark.app.id"))
+        app = df.sparkSession.conf.get("spark.app.id")
+        _sweep_stale(store, app)
         written = _write(df, store, key, split, profile, num_proc)
         if isinstance(written, DatasetMeta):  # another application published the key meanwhile
             return written
@@ -98,7 +99,7 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
         meta = DatasetMeta(key=key, feature_cols=features, label_cols=labels,
                            sample_weight_col=sample_weight_col, columns=profile.columns,
                            train=train, val=val, reuse=reuse,
-                           app=df.sparkSession.conf.get("spark.app.id") if reuse == "app" else None,
+                           app=app if reuse == "app" else None,
                            written_at=time.time(), store=store)
         meta.save()
         if reuse == "app":
