@@ -103,7 +103,8 @@ def data_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str) ->
 
     def record(what: str, name: str, n: int, seconds: list[float], baseline: str,
                baseline_seconds: list[float]) -> None:
-        recorded[what] = {"rows": n, "ours": list(seconds), "base": list(baseline_seconds)}
+        recorded[what] = {"rows": n, "ours": list(seconds), "base": list(baseline_seconds),
+                          "baseline": baseline}
         report(what, name, n, seconds, baseline, baseline_seconds)
 
     ns = argparse.Namespace(rows=size["p1_rows"], dim=DIM, repeat=size["repeat"],
@@ -144,7 +145,7 @@ def data_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str) ->
                             ours=f"{r['rows'] / ours:,.0f} rows/s",
                             limit=f"{r['rows'] / base:,.0f} rows/s", ratio=base / ours,
                             target="" if part else ">= 0.7", note=(
-                                f"limit: pyarrow -> numpy; runs {runs(r['ours'])} vs "
+                                f"limit: {r['baseline']}; runs {runs(r['ours'])} vs "
                                 f"{runs(r['base'])} s")))
     return rows
 

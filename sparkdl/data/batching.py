@@ -27,6 +27,7 @@ class Rebatcher:
         self._pending: list[Columns] = []  # chunks not yet shuffled
         self._pending_rows = 0
         self._head: Columns | None = None  # rows already in output order, not yet emitted
+        self._window: Columns = []  # buffers a shuffle window is copied into, kept across windows
         self._full_left = steps - 1  # whole batches still to emit this epoch
 
     def add(self, columns: Columns) -> Iterator[tuple[np.ndarray, ...]]:
@@ -42,9 +43,10 @@ class Rebatcher:
         self._full_left = self._steps - 1
 
     def _drain(self, last: bool) -> Iterator[tuple[np.ndarray, ...]]:
-        columns = [np.concatenate(parts) if len(parts) > 1 else parts[0]
-                   for parts in zip(*self._pending, strict=True)]
         pending, head = self._pending_rows, self._head
+        columns = self._laid_out() if self._rng is not None else [
+            np.concatenate(parts) if len(parts) > 1 else parts[0]
+            for parts in zip(*self._pending, strict=True)]
         held = len(head[0]) if head is not None else 0
         self._pending, self._pending_rows, self._head = [], 0, None
         # Rows are gathered block by block: small, reusable allocations instead of one
@@ -58,8 +60,9 @@ class Rebatcher:
                 parts.append([column[begin:min(end, held)] for column in head])
             if end > held:
                 lo, hi = max(begin, held) - held, end - held
-                picked = slice(lo, hi) if order is None else order[lo:hi]
-                parts.append([column[picked] for column in columns])
+                # np.take: twice the speed of fancy indexing, and it releases the GIL
+                parts.append([column[lo:hi] if order is None
+                              else np.take(column, order[lo:hi], axis=0) for column in columns])
             return parts[0] if len(parts) == 1 else [np.concatenate(p)
                                                      for p in zip(*parts, strict=True)]
 
@@ -76,6 +79,20 @@ class Rebatcher:
             yield _batched(rest, total - full * size)
         else:
             self._head = rest
+
+    def _laid_out(self) -> Columns:
+        """The pending chunks end to end in the window buffers, which outputs never share (rows
+        are gathered out of them): a fresh window-sized array each time faults in every page."""
+        rows = self._pending_rows
+        if not self._window or len(self._window[0]) < rows:
+            self._window = [np.empty((rows + rows // 4, *c.shape[1:]), c.dtype)
+                            for c in self._pending[0]]
+        at = 0
+        for chunk in self._pending:
+            for buffer, column in zip(self._window, chunk, strict=True):
+                buffer[at:at + len(column)] = column
+            at += len(chunk[0])
+        return [buffer[:rows] for buffer in self._window]
 
 
 def _batched(columns: Columns, batch_rows: int) -> tuple[np.ndarray, ...]:

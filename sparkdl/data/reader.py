@@ -79,7 +79,9 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
                                    workers=workers, storage_options=storage_options):
             yield _nest(structure, dict(zip(names, block, strict=True)))
 
-    dataset = tf.data.Dataset.from_generator(blocks, output_signature=signature)
+    # prefetch(1): the next block is made (reading, shuffling) while this one is cut into
+    # batches; a shuffled pass over 1M rows x 64 floats took 0.59 s against 0.74 s without.
+    dataset = tf.data.Dataset.from_generator(blocks, output_signature=signature).prefetch(1)
     batches = dataset.flat_map(lambda *block: tf.data.Dataset.from_tensor_slices(block))
     # No tf.data autotuning thread: it sleeps in doubling periods (10 ms, 20 ms, ...) and
     # deleting an exhausted iterator waits for its next wake-up, 2.0-2.4 s after a 3 s pass.
