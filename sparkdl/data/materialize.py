@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import posixpath
 import re
 import threading
 import time
@@ -192,7 +193,8 @@ _written_by_this_app: list[DatasetMeta] = []
 # directories of writes a day old (no write takes that long).
 STALE_APP_DATA_S = 7 * 24 * 3600
 STALE_TMP_S = 24 * 3600
-_TMP_NAME = re.compile(r"^\.ds-[0-9a-f]+\.tmp-(\d+)-[0-9a-f]+$")
+_WRITE_PREFIX = "write-"  # a write's directory: write-<seconds since the epoch>-<uuid hex>
+_WRITE_NAME = re.compile(rf"^{_WRITE_PREFIX}(\d+)-[0-9a-f]+$")
 _swept: set[tuple[str, str]] = set()
 
 
@@ -203,18 +205,22 @@ def _sweep_stale(store: Store, app: str) -> None:
         return
     _swept.add((store.url, app))
     now = time.time()
-    for name in store.listdir(store.path("data")):
-        tmp = _TMP_NAME.match(name)
-        if tmp is not None:
-            if now - int(tmp.group(1)) > STALE_TMP_S:
-                logger.info("removing a temporary directory left by a failed write: %s", name)
-                store.delete(store.path("data", name))
+    for key in store.listdir(store.path("data")):
+        if not key.startswith("ds-"):
             continue
-        meta = DatasetMeta.load(store, name) if name.startswith("ds-") else None
+        meta = DatasetMeta.load(store, key)
         if (meta is not None and meta.reuse == "app" and meta.app not in (None, app)
                 and now - meta.written_at > STALE_APP_DATA_S):
-            logger.info("releasing %s, left by application %s", name, meta.app)
+            logger.info("releasing %s, left by application %s", key, meta.app)
             meta.release()
+            continue
+        published = meta and posixpath.basename(posixpath.dirname(meta.train_path.rstrip("/")))
+        for name in store.listdir(store.data_dir(key)):
+            started = _WRITE_NAME.match(name)
+            if started and name != published and now - int(started.group(1)) > STALE_TMP_S:
+                logger.info("removing %s/%s, left by a write that failed or lost a race", key,
+                            name)
+                store.delete(store.path("data", key, name))
 
 
 @atexit.register
@@ -245,16 +251,19 @@ def write_tasks(rows: int, row_bytes: int, num_proc: int, parallelism: int) -> i
 
 def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, profile: Profile,
            num_proc: int) -> tuple[SplitInfo, SplitInfo | None] | DatasetMeta:
-    """Write into a hidden temporary directory, then rename it to the key's directory; or the
-    key's metadata, when another application (same cache_key) wrote it meanwhile."""
-    final = store.data_dir(key)
-    tmp = store.path("data", f".{key}.tmp-{int(time.time())}-{uuid.uuid4().hex}")
+    """Write into a directory of this write's own under the key's; or return the key's metadata,
+    when another application (same cache_key) published it meanwhile.
+
+    Nothing is moved or replaced: the metadata, one file written last, names the directory it
+    describes. Two applications writing one key each publish a complete directory of their own
+    (the last metadata written wins), so none reads a mix of both writers' files."""
+    folder = store.path("data", key, f"{_WRITE_PREFIX}{int(time.time())}-{uuid.uuid4().hex}")
     row_bytes = bytes_per_row(profile.columns.values())
     parallelism = session_of(df.sparkSession).parallelism()
     files = num_files(profile.rows, row_bytes, num_proc, parallelism)
     file_rows = max(1, MAX_FILE_BYTES // row_bytes)
     logger.info("materializing %d rows (~%.1f MiB) into %d files per split at %s",
-                profile.rows, profile.rows * row_bytes / 2**20, files, final)
+                profile.rows, profile.rows * row_bytes / 2**20, files, folder)
     specs = list(profile.columns.values())
     try:
         # enough partitions with rows to keep the cluster busy: merge them without a shuffle
@@ -262,25 +271,19 @@ def _write(df: DataFrame, store: Store, key: str, split: _Validation | None, pro
         # came out with fewer than num_proc files) spread the rows round-robin
         merged = profile.partitions >= write_tasks(profile.rows, row_bytes, num_proc, parallelism)
         if merged:
-            _write_parquet(df, store, tmp, specs, split, files, file_rows, merge=True)
-        if not merged or _fewer_files(store, tmp, split, num_proc):
-            store.delete(tmp)
-            _write_parquet(df, store, tmp, specs, split, files, file_rows, merge=False)
+            _write_parquet(df, store, folder, specs, split, files, file_rows, merge=True)
+        if not merged or _fewer_files(store, folder, split, num_proc):
+            store.delete(folder)
+            _write_parquet(df, store, folder, specs, split, files, file_rows, merge=False)
+        train = _split_info(store, f"{folder}/train", num_proc, "train")
+        val = _split_info(store, f"{folder}/val", num_proc, "validation") if split else None
         written = DatasetMeta.load(store, key)
-        if written is not None:  # the other application's data may be in use: keep it
-            store.delete(tmp)
-            return written
-        store.delete(final)  # a directory without metadata is a leftover of a crashed write
-        store.move(tmp, final)
     except BaseException:
-        store.delete(tmp)
+        store.delete(folder)
         raise
-    try:
-        train = _split_info(store, f"{final}/train", num_proc, "train")
-        val = _split_info(store, f"{final}/val", num_proc, "validation") if split else None
-    except ValueError:
-        store.delete(final)
-        raise
+    if written is not None:  # the other application's data may be in use: keep it
+        store.delete(folder)
+        return written
     return train, val
 
 

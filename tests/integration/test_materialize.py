@@ -259,7 +259,8 @@ def test_data_another_application_wrote_meanwhile_under_the_cache_key_is_kept(fr
     final = store.local_path(store.data_dir(first.key))
     aside = final + ".other-application"
     os.rename(final, aside)  # as if the key were not written yet when this fit looked
-    files = sorted(os.listdir(f"{aside}/train"))
+    train = os.path.relpath(store.local_path(first.train_path), final)
+    files = sorted(os.listdir(os.path.join(aside, train)))
 
     def other_application_finishes(columns):  # between this fit's look and its write
         os.rename(aside, final)
@@ -267,7 +268,8 @@ def test_data_another_application_wrote_meanwhile_under_the_cache_key_is_kept(fr
     again = materialize(frame, store, "vec", "label", num_proc=2, cache_key="shared",
                         check=other_application_finishes)
     assert again == first
-    assert sorted(os.listdir(f"{final}/train")) == files  # its files, not this fit's
+    assert sorted(os.listdir(os.path.join(final, train))) == files  # its files, not this fit's
+    assert len(os.listdir(final)) == 2  # its metadata and directory: this fit's write is gone
     assert sorted(os.listdir(os.path.dirname(final))) == [first.key]  # no temporary left
 
 
@@ -330,16 +332,58 @@ def test_what_a_killed_driver_left_is_swept_at_the_next_materialize(spark, store
         "ds-" + "c" * 24: (None, old, "key"),  # a user's cache_key: kept until released
     }
     for key, (app, at, reuse) in left.items():
-        store.write_bytes(f"{store.data_dir(key)}/train/part-0.parquet", b"rows")
-        dataclasses.replace(written, key=key, app=app, written_at=at, reuse=reuse).save()
-    stale_tmp = f".ds-{'d' * 24}.tmp-{int(time.time() - 2 * day)}-0a1b"
-    fresh_tmp = f".ds-{'e' * 24}.tmp-{int(time.time())}-0a1b"  # a write going on now
-    for name in (stale_tmp, fresh_tmp):
+        train = f"{store.data_dir(key)}/write-{int(at)}-0c0c/train"
+        store.write_bytes(f"{train}/part-0.parquet", b"rows")
+        dataclasses.replace(written, key=key, app=app, written_at=at, reuse=reuse,
+                            train=dataclasses.replace(written.train, path=train)).save()
+    # writes' own directories: failed (no metadata names them), or going on now
+    stale_tmp = f"ds-{'d' * 24}/write-{int(time.time() - 2 * day)}-0a1b"
+    lost_race = f"{written.key}/write-{int(time.time() - 2 * day)}-0a1b"
+    fresh_tmp = f"ds-{'e' * 24}/write-{int(time.time())}-0a1b"
+    for name in (stale_tmp, lost_race, fresh_tmp):
         store.write_bytes(store.path("data", name, "train", "part-0.parquet"), b"half")
     materialize_module._swept.clear()
 
     materialize(spark.range(40).selectExpr("cast(id as float) as x", "id as y"), store, "x", "y",
                 num_proc=2, cache_key="a-new-one")
     names = set(store.listdir(store.path("data")))
-    assert "ds-" + "a" * 24 not in names and stale_tmp not in names
-    assert {"ds-" + "b" * 24, "ds-" + "c" * 24, fresh_tmp, written.key} <= names
+    assert "ds-" + "a" * 24 not in names
+    assert {"ds-" + "b" * 24, "ds-" + "c" * 24, written.key} <= names
+    assert not store.exists(store.path("data", stale_tmp))
+    assert not store.exists(store.path("data", lost_race))
+    assert store.exists(store.path("data", fresh_tmp))
+    assert store.exists(DatasetMeta.load(store, "ds-" + "c" * 24).train_path)  # old, published
+    assert len(pq.read_table(written.train_path)) == 40
+
+
+def test_an_application_publishing_the_same_cache_key_meanwhile_keeps_its_own_rows(
+        spark, store_root, monkeypatch):
+    """Another application writes and publishes the key right after this one checked that it
+    was free: each must go on reading complete data of its own, never the other's or a mix."""
+    import threading
+
+    import sparkdl.data.materialize as materialize_module
+
+    store = Store.create(store_root)
+    ones = spark.range(40).selectExpr("cast(1 as float) as x", "id as y")
+    twos = spark.range(40).selectExpr("cast(2 as float) as x", "id as y")
+    monkeypatch.setattr(materialize_module, "_lock_for", lambda key: threading.Lock())  # 2 apps
+    real_load, checks, other = DatasetMeta.load, [], []
+
+    def load(cls, store_, key):
+        found = real_load(store_, key)
+        checks.append(key)
+        if len(checks) == 2:  # this writer's last check: the other application publishes now
+            other.append(materialize(twos, store, "x", "y", num_proc=2, cache_key="shared"))
+        return found
+
+    monkeypatch.setattr(DatasetMeta, "load", classmethod(load))
+    mine = materialize(ones, store, "x", "y", num_proc=2, cache_key="shared")
+    monkeypatch.setattr(DatasetMeta, "load", real_load)
+
+    def values(meta):
+        return pq.read_table(meta.train_path).column("x").to_pylist()
+
+    assert values(mine) == [1.0] * 40
+    assert values(other[0]) == [2.0] * 40
+    assert set(values(DatasetMeta.load(store, mine.key))) in ({1.0}, {2.0})

@@ -7,7 +7,7 @@ from keras_helpers import accuracy, assembled_df, make_estimator
 
 from sparkdl import Store
 from sparkdl.data.materialize import _write_with_fsspec
-from sparkdl.data.meta import ColumnSpec
+from sparkdl.data.meta import ColumnSpec, DatasetMeta
 
 
 def _s3_store(options, name):
@@ -52,8 +52,9 @@ def test_fit_on_an_s3_store_materializes_checkpoints_and_resumes_there(spark, s3
     # the executors wrote the data through fsspec: only complete Parquet parts, no temporaries
     fs = store._filesystem()
     (data_key,) = store.listdir(store.path("data"))
-    for split in ("train", "val"):
-        parts = store.listdir(f"{store.data_dir(data_key)}/{split}")
+    meta = DatasetMeta.load(store, data_key)
+    for split in (meta.train_path, meta.val_path):
+        parts = store.listdir(split)
         assert len(parts) >= 2 and all(p.endswith(".parquet") for p in parts), parts
     assert not [p for p in fs.find(store.root) if "/." in p]  # nothing hidden or half-written
     assert store.listdir(store.checkpoint_dir("s3-run"))[-1] == "epoch-00003.ckpt"
