@@ -211,8 +211,12 @@ class ConnectSession(Session):
                       for r in rows)
 
     def exists(self, path: str) -> bool:
-        """Whether `path` exists, through fsspec; False for a path this client cannot reach
-        (a scheme only the server knows: its own write then says what is wrong)."""
+        """Whether `path` exists where the server writes it: a local path (or dbfs:/) on the
+        server's disk, through a Spark task; else through fsspec, False for a scheme this client
+        cannot reach (the server's own write then says what is wrong)."""
+        local = _server_local_path(path)
+        if local is not None:
+            return self._on_server(local, remove=False)
         try:
             fs, root = _fsspec(path)
         except ValueError:
@@ -220,10 +224,52 @@ class ConnectSession(Session):
         return bool(fs.exists(root))
 
     def delete(self, path: str) -> None:
-        """Remove `path` through fsspec: this client must reach the path (as it reaches a Store)."""
+        """Remove `path` recursively where the server writes it (see `exists`); other schemes
+        through fsspec, which this client must reach (as it reaches a Store)."""
+        local = _server_local_path(path)
+        if local is not None:
+            self._on_server(local, remove=True)
+            return
         fs, root = _fsspec(path)
         if fs.exists(root):
             fs.rm(root, recursive=True)
+
+    def _on_server(self, path: str, remove: bool) -> bool:
+        """Whether `path` exists on the server's disk, removing it when `remove`: one task, so
+        on the machine of a local master (a local path is no shared place on a cluster)."""
+        def check(batches: Iterator[Any]) -> Iterator[Any]:
+            import shutil
+
+            import pyarrow as pa
+
+            for _ in batches:
+                pass
+            found = os.path.lexists(path)
+            if remove and found:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            yield pa.RecordBatch.from_pydict({"found": [found]})
+
+        [row] = self.spark.range(1, numPartitions=1).mapInArrow(check, "found boolean").collect()
+        return bool(row["found"])
+
+
+def _server_local_path(path: str) -> str | None:
+    """The local (or dbfs:/ FUSE) path `path` names on the server; None for other schemes. A
+    relative path is refused: the server resolves it against its own working directory."""
+    from sparkdl.store.location import parse_location
+
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) and not path.startswith("/"):
+        raise ValueError(f"path {path!r} is relative; on Spark Connect the server resolves it "
+                         "against its own working directory, which this client cannot see. "
+                         "Expected an absolute path or a URI (file:///..., dbfs:/..., s3a://...)")
+    try:
+        location = parse_location(path)
+    except ValueError:  # a scheme with no fsspec filesystem here: the server's to resolve
+        return None
+    return location.root if location.is_local else None
 
 
 def _fsspec(path: str) -> tuple[Any, str]:

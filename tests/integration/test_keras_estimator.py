@@ -1,6 +1,9 @@
 """KerasEstimator / KerasModel on real Spark local[2] with 2 Horovod ranks over Gloo."""
 from __future__ import annotations
 
+import os
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -399,3 +402,36 @@ def test_a_save_spark_cannot_write_raises_sparks_error_not_the_cleanups(session,
         _estimator(store_root).write().save("nosuchscheme://bucket/model")
     assert "nosuchscheme" in str(failed.value)
     assert "store url" not in str(failed.value)  # the cleanup's error (Connect's fsspec)
+
+
+def test_on_spark_connect_a_local_save_path_is_on_the_servers_disk(spark, tmp_path):
+    """A Connect client's disk is not the server's (here: the client runs in a mount namespace
+    with a tmpfs over the test's directory). A save's existence check and overwrite act where
+    the server writes, not on the client's disk."""
+    import subprocess
+    import sys
+
+    disk = tmp_path / "server-disk"
+    disk.mkdir()
+    path = str(disk / "model")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    model.set_weights([np.full((1, 1), 1.0, np.float32)])
+    KerasModel.from_keras(model, ["x"], ["y"]).write().save(path)  # by the server's side
+    port = spark.conf.get("spark.connect.grpc.binding.port")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYSPARK_GATEWAY", "SPARK_CONNECT_MODE"))}
+    proc = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none "$1" && shift && exec "$@"', "sh",
+         str(disk), sys.executable, os.path.join(os.path.dirname(__file__),
+                                                 "connect_client_disk.py"),
+         "--remote", f"sc://127.0.0.1:{port}", "--path", path],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert re.findall(r"^RESULT (.*)$", proc.stdout, re.M) == ["exists", "overwritten"]
+    frame = spark.createDataFrame([(1.0,), (2.0,)], ["x"])
+    assert [r.y for r in KerasModel.load(path).transform(frame).collect()] == [3.0, 6.0]
+
+
+def test_on_spark_connect_a_relative_save_path_is_refused(connect, store_root):
+    with pytest.raises(ValueError, match="relative.*server resolves it"):
+        _estimator(store_root).write().save("models/relative")
