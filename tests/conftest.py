@@ -14,6 +14,9 @@ from ports import free_port
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# MLflow's telemetry thread sets and pops an environment variable while requests iterates
+# os.environ for proxies, a race that fails a tracking call with KeyError; nothing here is online
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @pytest.fixture(scope="session")
