@@ -1,4 +1,5 @@
-"""Single-process baselines, run as a fresh process so TensorFlow's thread settings take effect.
+"""Single-process baselines, run as a fresh process so the framework's thread settings take
+effect (TensorFlow or torch: the Keras backend that KERAS_BACKEND picks).
 
   local_task.py fit DATA.npz MODEL.keras --epochs E --batch-size B --intra N
   local_task.py predict DATA.npz MODEL.keras --batch-size B --intra 1 --repeat R
@@ -18,7 +19,6 @@ import resource
 import time
 
 import keras
-import tensorflow as tf
 from common import COMPILE, LEARNING_RATE, PhaseTimes, load_npz, median
 
 
@@ -29,8 +29,9 @@ def fit(args: argparse.Namespace, x, y) -> dict | None:
         k, n = map(int, args.slice.split("/"))
         x, y = x[k::n], y[k::n]
     if args.horovod:
-        import horovod.tensorflow as hvd
+        from sparkdl.train.backend import horovod
 
+        hvd = horovod()
         size, rank = hvd.size(), hvd.rank()
         x, y = x[rank::size], y[rank::size]
         from sparkdl.train.distributed import broadcast_from_rank0, distributed_optimizer
@@ -60,6 +61,20 @@ def predict(args: argparse.Namespace, x, y) -> dict:
     return {"seconds": median(seconds), "runs": seconds, "rows": len(x)}
 
 
+def _threads(intra: int, inter: int) -> None:
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(intra)
+        if inter:
+            torch.set_num_interop_threads(inter)
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("task", choices=["fit", "predict"])
@@ -68,17 +83,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--intra", type=int, default=os.cpu_count())
-    parser.add_argument("--inter", type=int, default=0, help="0: TensorFlow's default")
+    parser.add_argument("--inter", type=int, default=0, help="0: the framework's default")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--horovod", action="store_true", help="run under horovodrun")
     parser.add_argument("--slice", help="K/N: train on rows K, K+N, ... only")
     args = parser.parse_args()
     if args.horovod:
-        import horovod.tensorflow as hvd
+        from sparkdl.train.backend import horovod
 
-        hvd.init()
-    tf.config.threading.set_intra_op_parallelism_threads(args.intra)
-    tf.config.threading.set_inter_op_parallelism_threads(args.inter)
+        horovod().init()
+    _threads(args.intra, args.inter)
     x, y = load_npz(args.data)
     out = (fit if args.task == "fit" else predict)(args, x, y)
     if out is None:

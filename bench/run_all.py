@@ -77,9 +77,12 @@ def main() -> None:
         if "peer" in stages:
             _progress("peer: horovod.spark.keras.KerasEstimator in .venv-peer")
             add_peer(rows, run_peer(peer_spec, tmp, args.master))
+    import keras
+
     header = (f"sparkdl benchmarks ({'quick' if args.quick else 'full'}, {args.master}, "
-              f"{os.cpu_count()} cores, median of {size['repeat']}; {time.time() - started:.0f} "
-              f"s; load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end)")
+              f"Keras on {keras.backend.backend()}, {os.cpu_count()} cores, median of "
+              f"{size['repeat']}; {time.time() - started:.0f} s; load average {load:.1f} at "
+              f"start, {os.getloadavg()[0]:.1f} at end)")
     table = format_table(rows)
     print(f"\n{header}\n\n{table}")
     print(f"\nwritten to {_write_results(header, table, started)}")

@@ -45,12 +45,18 @@ if [ -n "$changed" ] || [ -n "$added_tf" ]; then
 fi
 # from tests/, so that sparkdl is the installed wheel, not this checkout, here and on executors
 cd tests
-"$PY" -c "import pyspark, pyarrow, numpy, pandas, tensorflow as tf, keras, horovod.tensorflow, sparkdl
+"$PY" -c "import importlib, pyspark, pyarrow, numpy, pandas, keras, sparkdl
+backend = keras.backend.backend()  # the profile's KERAS_BACKEND; Horovod must have its ops
+framework = importlib.import_module(backend)
+importlib.import_module('horovod.' + backend)
 assert 'site-packages' in sparkdl.__file__, sparkdl.__file__
 print('runtime check: pyspark', pyspark.__version__, '| pyarrow', pyarrow.__version__,
-      '| numpy', numpy.__version__, '| pandas', pandas.__version__, '| TensorFlow', tf.__version__,
-      '| Keras', keras.__version__)"
+      '| numpy', numpy.__version__, '| pandas', pandas.__version__, '|', backend,
+      framework.__version__, '| Keras', keras.__version__)"
 set +e
+# a profile's SMOKE_TESTS replaces the default subset; SMOKE_EXTRA adds to it
+# shellcheck disable=SC2086
+if [ -n "${SMOKE_TESTS:-}" ]; then set -- $SMOKE_TESTS; fi
 # shellcheck disable=SC2086
 PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY "$PY" -m pytest -p no:cacheprovider -q "$@" ${SMOKE_EXTRA:-}
 rc=$?

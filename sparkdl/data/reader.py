@@ -1,4 +1,4 @@
-"""Executor side: one rank's shard of a materialized split as a tf.data.Dataset.
+"""Executor side: one rank's shard of a materialized split as a tf.data.Dataset (or numpy batches).
 
 The row groups holding the shard's rows are read in threads with pyarrow (``pyarrow.parquet``
 over a ``pyarrow.fs`` filesystem); each is cut to the shard's part, converted to numpy
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import queue
 import random
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_WORKERS = 4
 # Row groups read ahead beyond one per worker. 3 more per worker (petastorm's default) kept up
@@ -37,6 +40,7 @@ DEFAULT_WORKERS = 4
 ROW_GROUPS_AHEAD = 2
 SHUFFLE_BUFFER_BYTES = 64 << 20
 BLOCK_BYTES = 8 << 20  # rows handed to TensorFlow per Python call
+BATCHES_AHEAD = 4  # numpy batches made ahead of a consumer other than tf.data
 # glibc's mallopt parameters (malloc.h) and the values the reader sets (see _reuse_freed_memory)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest
@@ -89,6 +93,79 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def open_shard_batches(path: str, rank: int, size: int, batch_size: int, *, meta: DatasetMeta,
+                       shuffle: bool = True, seed: int | None = None,
+                       num_epochs: int | None = None, workers: int = DEFAULT_WORKERS,
+                       storage_options: dict[str, Any] | None = None,
+                       input_shapes: list[tuple] | None = None) -> Iterator[Any]:
+    """The batches of `open_shard_dataset` as numpy arrays, for Keras on a backend other than
+    TensorFlow (nothing imports TensorFlow). They are made in a thread of their own, at most
+    BATCHES_AHEAD ahead of the consumer; `input_shapes` reshapes the features per row."""
+    _check_args(rank, size, batch_size, num_epochs, workers, None)
+    _check_shardable(path, size, meta)
+    columns = _read_columns(meta)
+    window = max(batch_size, SHUFFLE_BUFFER_BYTES // bytes_per_row(columns))
+    structure, names = _structure(meta), [c.name for c in columns]
+
+    def batches() -> Iterator[Any]:
+        for block in _shard_blocks(path, rank, size, batch_size, columns, shuffle=shuffle,
+                                   seed=seed, num_epochs=num_epochs, window_rows=window,
+                                   workers=workers, storage_options=storage_options):
+            for i in range(len(block[0])):
+                values = dict(zip(names, (column[i] for column in block), strict=True))
+                if input_shapes is not None:
+                    for name, shape in zip(meta.feature_cols, input_shapes, strict=True):
+                        values[name] = values[name].reshape(
+                            -1, *[-1 if d is None else d for d in shape])
+                yield _nest(structure, values)
+
+    return _made_ahead(batches(), f"sparkdl-batches-{rank}")
+
+
+def _made_ahead(items: Iterator[_T], thread_name: str,
+                depth: int = BATCHES_AHEAD) -> Iterator[_T]:
+    """`items` produced in a thread of its own, at most `depth` ahead of the consumer; the
+    producer's error is raised here, and closing this generator stops the producer."""
+    made: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                made.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as error:  # raised again in the consumer
+            put("error", error)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name=thread_name, daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = made.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        producer.join()
 
 
 def open_dataset(path: str, batch_size: int, *, meta: DatasetMeta,

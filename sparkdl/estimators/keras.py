@@ -39,6 +39,7 @@ from sparkdl.estimators.transform import (
     scalar_outputs,
 )
 from sparkdl.launch.driver import dumps_by_value
+from sparkdl.train.backend import rank_env, session_backend
 
 log = logging.getLogger(__name__)
 RETRY_SLOT_WAIT_S = 120.0  # for a lost executor's replacement to register before a retry
@@ -304,6 +305,7 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
 
         def launch() -> list[Any]:
             return run(train_keras, num_proc=num_proc, args=(spec,), on_message=on_message,
+                       env=rank_env(plan.backend),
                        description=f"sparkdl fit {run_id}: train on {num_proc} ranks",
                        stall_timeout=self.getStallTimeout(), use_gpu=self.getUseGpu())
 
@@ -377,6 +379,11 @@ class _FitPlan:
         from sparkdl.train.serialize import optimizer_config, with_registered
 
         self.est = est
+        self.backend = session_backend()
+        if est.getJitCompile() and self.backend != "tensorflow":
+            raise ValueError(f"jit_compile=True compiles with XLA, which the Keras backend "
+                             f"{self.backend!r} does not use; expected jit_compile=False there "
+                             "(or the TensorFlow backend)")
         self.model = est.getModel()
         self.signature = check.check_model(self.model)
         cols = df.columns

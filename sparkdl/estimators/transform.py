@@ -14,6 +14,7 @@ from pyspark.sql.functions import pandas_udf
 
 from sparkdl.data.schema import column_of, numpy_dtype, spark_type
 from sparkdl.estimators import validation as check
+from sparkdl.train.backend import session_backend
 from sparkdl.train.predict import PredictSpec, make_predict_fn
 from sparkdl.train.signature import model_signature
 
@@ -43,7 +44,8 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
     inputs = [_input_column(df, col) for col in feature_cols]
     spec = PredictSpec(model_key=model_key, input_shapes=signature.input_shapes,
                        input_dtypes=[dtype for _, dtype in inputs], scalar_outputs=scalar,
-                       batch_size=inference_batch_size(batch_size), use_gpu=use_gpu)
+                       batch_size=inference_batch_size(batch_size), use_gpu=use_gpu,
+                       backend=session_backend())
     struct = T.StructType([
         T.StructField(f"_{j}", T.FloatType() if s else T.ArrayType(T.FloatType()))
         for j, s in enumerate(scalar)])

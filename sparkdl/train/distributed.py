@@ -1,17 +1,18 @@
-"""Keras 3 on Horovod's core TensorFlow ops: gradient averaging, rank-0 broadcast, metric sums.
+"""Keras 3 on Horovod's core ops: gradient averaging, rank-0 broadcast, metric sums.
 
-`horovod.tensorflow.keras` is built for Keras 2; these pieces do its job for Keras 3 with
-`horovod.tensorflow` collectives only. They run on a rank, after `hvd.init()`.
+`horovod.tensorflow.keras` is built for Keras 2; these pieces do its job for Keras 3 with the
+collectives of `horovod.tensorflow` or `horovod.torch`, whichever matches the Keras backend, and
+`keras.ops` for the rest. They run on a rank, after `hvd.init()`.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import horovod.tensorflow as hvd
 import keras
 import numpy as np
-import tensorflow as tf
+
+from sparkdl.train.backend import horovod
 
 _classes: dict[type, type] = {}
 
@@ -63,7 +64,8 @@ def average_gradients(grads: Sequence[Any]) -> list[Any]:
     present = [i for i, g in enumerate(grads) if g is not None]
     if not present:
         return list(grads)
-    dense = [tf.convert_to_tensor(grads[i]) for i in present]
+    hvd = horovod()
+    dense = [_dense(grads[i]) for i in present]
     averaged = hvd.grouped_allreduce(dense, op=hvd.Average, name="sparkdl.gradients")
     out = list(grads)
     for i, g in zip(present, averaged, strict=True):
@@ -73,8 +75,19 @@ def average_gradients(grads: Sequence[Any]) -> list[Any]:
 
 def broadcast_from_rank0(variables: Sequence[Any], prefix: str) -> None:
     """Assign rank 0's values to `variables` on every rank (same order on every rank)."""
+    hvd = horovod()
     for i, var in enumerate(variables):
-        var.assign(hvd.broadcast(var.value, root_rank=0, name=f"sparkdl.{prefix}.{i}"))
+        var.assign(hvd.broadcast(_dense(var.value), root_rank=0, name=f"sparkdl.{prefix}.{i}"))
+
+
+def _dense(value: Any) -> Any:
+    """A dense tensor of the backend's own (TensorFlow densifies IndexedSlices), outside torch's
+    autograd (Horovod's torch ops take plain tensors)."""
+    if keras.backend.backend() == "torch":
+        return value.detach()
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(value)
 
 
 def compile_forward_with_xla(model: keras.Model) -> None:
@@ -82,6 +95,8 @@ def compile_forward_with_xla(model: keras.Model) -> None:
 
     Keras' own `jit_compile=True` compiles the whole train step, optimizer included, and
     Horovod's collectives have no XLA kernels; here the collectives stay outside XLA."""
+    import tensorflow as tf
+
     model.call = tf.function(model.call, jit_compile=True, reduce_retracing=True)
 
 
@@ -111,10 +126,11 @@ def sum_over_ranks(variables: Sequence[Any], name: str) -> None:
     rank); float64 keeps integer counts exact."""
     if not variables:
         return
-    flat = tf.concat([tf.reshape(tf.cast(v.value, tf.float64), [-1]) for v in variables], 0)
-    total = hvd.allreduce(flat, op=hvd.Sum, name=name)
+    ops, hvd = keras.ops, horovod()
+    flat = ops.concatenate([ops.reshape(ops.cast(v.value, "float64"), [-1]) for v in variables])
+    total = hvd.allreduce(_dense(flat), op=hvd.Sum, name=name)
     offset = 0
     for var in variables:
         count = int(np.prod(var.shape))
-        var.assign(tf.cast(tf.reshape(total[offset:offset + count], var.shape), var.dtype))
+        var.assign(ops.cast(ops.reshape(total[offset:offset + count], var.shape), var.dtype))
         offset += count

@@ -4,8 +4,10 @@ Runs in the rank's child process (no SparkSession). Rank 0 returns the trained m
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,20 +41,16 @@ class KerasTrainSpec:
 
 
 def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
-    import horovod.tensorflow as hvd
     import keras
-    import tensorflow as tf
 
     from sparkdl.launch import heartbeat
+    from sparkdl.train.backend import horovod
 
+    hvd = horovod()  # the fit's backend: the rank's environment sets KERAS_BACKEND
     hvd.init()
-    heartbeat(force=True)  # TensorFlow imported and peers met: the rank is progressing
+    heartbeat(force=True)  # the framework imported and peers met: the rank is progressing
     rank, size = hvd.rank(), hvd.size()
-    try:  # share the cores this process may use among the host's ranks
-        tf.config.threading.set_intra_op_parallelism_threads(
-            max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
-    except RuntimeError:  # TF already initialised, e.g. by unpickling Keras Metric objects
-        log.info("TensorFlow was initialised before training; keeping its thread count")
+    _share_cores(max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
     keras.utils.set_random_seed(spec.seed + rank)
 
     from sparkdl.data.sharding import steps_per_epoch
@@ -108,9 +106,13 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
         broadcast_from_rank0(optimizer.variables, "optimizer")
         callbacks.insert(0, MetricSumCallback(train_steps, val_steps))
     checkpoints = CheckpointCallback(spec.store, spec.run_id, run_history, lr_scale=size)
-    logs = RunTensorBoard(spec.store, spec.run_id) if rank == 0 else None
-    if logs is not None:
-        callbacks += [checkpoints, ProgressCallback(spec.epochs), logs]
+    if rank == 0:
+        callbacks += [checkpoints, ProgressCallback(spec.epochs)]
+        # Keras writes TensorBoard logs with tf.summary: a torch-only runtime has none
+        if importlib.util.find_spec("tensorflow") is not None:
+            callbacks.append(RunTensorBoard(spec.store, spec.run_id))
+        else:
+            log.info("TensorFlow is not installed: run %s keeps no TensorBoard logs", spec.run_id)
     callbacks.append(HeartbeatCallback())
     heartbeat(force=True)  # model built, checkpoint restored, datasets open
     history = model.fit(
@@ -133,6 +135,23 @@ def train_keras(spec: KerasTrainSpec) -> dict[str, Any] | None:
             "run_history": checkpoints.history}
 
 
+def _share_cores(threads: int) -> None:
+    """Use `threads` for the framework's intra-op work: the host's cores among its ranks."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TF already initialised, e.g. by unpickling Keras Metric objects
+        log.info("TensorFlow was initialised before training; keeping its thread count")
+
+
 def _optimizer(spec: KerasTrainSpec, model: Any, lr_scale: float) -> Any:
     """The user's optimizer, learning rate times `lr_scale`; wrapped in a LossScaleOptimizer for
     a mixed_float16 model here rather than by `compile`, so that the wrapper is inside the
@@ -150,11 +169,28 @@ def _optimizer(spec: KerasTrainSpec, model: Any, lr_scale: float) -> Any:
 
 
 def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[Any, Any]:
-    """The rank's train shard and val shard (or None) as tf.data, features shaped for the model."""
-    from sparkdl.data.reader import open_shard_dataset
+    """The rank's train shard and val shard (or None), features shaped for the model: tf.data
+    on TensorFlow, generators of numpy batches on torch (no TensorFlow imported)."""
+    import keras
+
+    from sparkdl.data.reader import open_shard_batches, open_shard_dataset
     from sparkdl.train.signature import model_signature
 
     meta, store = spec.meta, spec.store
+    shapes = model_signature(model).input_shapes
+    stored = [meta.columns[c].shape for c in meta.feature_cols]
+    same = all(_same(a, b) for a, b in zip(shapes, stored, strict=True))
+    if keras.backend.backend() == "torch":
+        def shard(path: str, batch_size: int, shuffle: bool) -> Any:
+            return open_shard_batches(
+                store.dataset_url(path), rank, size, batch_size, meta=meta, shuffle=shuffle,
+                seed=spec.seed, storage_options=store.storage_options,
+                input_shapes=None if same else shapes)
+
+        val_batches = None
+        if meta.val is not None and meta.val_rows > 0:  # repeated: see the tf.data case
+            val_batches = _restarting(lambda: shard(meta.val_path, spec.val_batch_size, False))
+        return shard(meta.train_path, spec.batch_size, spec.shuffle), val_batches
     train = open_shard_dataset(store.dataset_url(meta.train_path), rank, size, spec.batch_size,
                                meta=meta, shuffle=spec.shuffle, seed=spec.seed,
                                storage_options=store.storage_options)
@@ -168,12 +204,22 @@ def _datasets(spec: KerasTrainSpec, model: Any, rank: int, size: int) -> tuple[A
         val = open_shard_dataset(store.dataset_url(meta.val_path), rank, size,
                                  spec.val_batch_size, meta=meta, shuffle=False, seed=spec.seed,
                                  num_epochs=None, storage_options=store.storage_options)
-    shapes = model_signature(model).input_shapes
-    stored = [meta.columns[c].shape for c in meta.feature_cols]
-    if all(_same(a, b) for a, b in zip(shapes, stored, strict=True)):
+    if same:
         return train, val
     reshape = _reshaper(shapes, len(meta.feature_cols) == 1)
     return train.map(reshape), (val.map(reshape) if val is not None else None)
+
+
+def _restarting(open_batches: Callable[[], Iterator[Any]]) -> Any:
+    """Batches that start again from the first at each `iter`, as a tf.data.Dataset does: Keras
+    on torch restarts its validation iterator every epoch, where a generator would go on."""
+    import torch
+
+    class Batches(torch.utils.data.IterableDataset):
+        def __iter__(self) -> Iterator[Any]:
+            return open_batches()
+
+    return torch.utils.data.DataLoader(Batches(), batch_size=None)
 
 
 def _same(model_shape: tuple, stored: tuple) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sparkdl.launch.gpus import GROWTH_ENV, VISIBLE_ENV, inference_device, task_gpus
+from sparkdl.train.backend import use_backend
 
 _models: dict[tuple[str, str | None], Any] = {}  # (model key, device) -> forward pass
 _lock = threading.Lock()
@@ -39,6 +40,7 @@ class PredictSpec:
     scalar_outputs: Sequence[bool]  # one value per row (float column) or an array column
     batch_size: int
     use_gpu: bool | None = None  # None: the task's Spark-scheduled GPU when it has one
+    backend: str = "tensorflow"  # the Keras backend the workers predict on
 
 
 def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
@@ -50,6 +52,7 @@ def make_predict_fn(spec: PredictSpec, model_bytes: Any, custom_objects: bytes
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         settle_task()
+        use_backend(spec.backend)
         forward = _load(spec, model_bytes, custom_objects)
         for batch in batches:
             yield _predict_batch(forward, spec, batch)
@@ -119,16 +122,25 @@ def acknowledge_at_once() -> None:
 
 
 def _task_device(use_gpu: bool | None) -> str | None:
-    """The running task's TensorFlow device: its Spark-scheduled GPU, the CPU, or None."""
+    """The running task's device (TensorFlow's name): its Spark-scheduled GPU, the CPU, or None."""
     from pyspark import TaskContext
 
     addresses = task_gpus(TaskContext.get())
     if not addresses and use_gpu is not False:
-        return None  # no import of TensorFlow's GPU list needed: default placement
+        return None  # no import of the framework's GPU list needed: default placement
+    return inference_device(addresses, use_gpu, _gpu_count(), os.environ.get(VISIBLE_ENV))
+
+
+def _gpu_count() -> int:
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.cuda.device_count()
     import tensorflow as tf
 
-    return inference_device(addresses, use_gpu, len(tf.config.list_physical_devices("GPU")),
-                            os.environ.get(VISIBLE_ENV))
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
@@ -139,13 +151,7 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
     key = (spec.model_key, device)
     with _lock:
         if key not in _models:
-            import tensorflow as tf
-
-            try:  # one thread per task: Spark runs one Python worker per task slot
-                tf.config.threading.set_intra_op_parallelism_threads(1)
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-            except RuntimeError:
-                pass  # TensorFlow already initialised in this worker
+            _one_thread()  # Spark runs one Python worker per task slot
             from sparkdl.train.serialize import model_from_bytes
 
             stale = [k for k in _models if k[0] != spec.model_key]  # a new fit's model
@@ -161,6 +167,23 @@ def _load(spec: PredictSpec, model_bytes: Any, custom_objects: bytes) -> Any:
         return _models[key]
 
 
+def _one_thread() -> None:
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already initialised in this worker
+
+
 def freeze_heap() -> None:
     """Keep the objects that exist now (TensorFlow's modules, the model) out of every later
     garbage collection.
@@ -172,17 +195,28 @@ def freeze_heap() -> None:
 
 
 def _on(device: str | None) -> Any:
+    """A scope placing Keras' work on `device` (TensorFlow's name, "/GPU:1"; None: default)."""
+    import keras
+
+    if not device:
+        return contextlib.nullcontext()
+    if keras.backend.backend() == "torch":
+        kind, ordinal = device.strip("/").split(":")
+        return keras.device("cpu" if kind == "CPU" else f"cuda:{ordinal}")
     import tensorflow as tf
 
-    return tf.device(device) if device else contextlib.nullcontext()
+    return tf.device(device)
 
 
 def forward_fn(model: Any, input_shapes: Sequence[tuple], device: str | None = None,
                input_dtypes: Sequence[str] | None = None) -> Any:
-    """The model's forward pass traced once as a tf.function over inputs of `input_shapes` and
-    `input_dtypes` (default float32), on `device` (None: TensorFlow's placement); returns the
-    flat outputs."""
+    """The model's forward pass over inputs of `input_shapes` and `input_dtypes` (default
+    float32), on `device` (None: default placement); returns the flat outputs as numpy. On
+    TensorFlow it is traced once as a tf.function; on torch it runs without autograd."""
     import keras
+
+    if keras.backend.backend() == "torch":
+        return _torch_forward(model, device)
     import tensorflow as tf
 
     dtypes = input_dtypes or ["float32"] * len(input_shapes)
@@ -200,13 +234,25 @@ def forward_fn(model: Any, input_shapes: Sequence[tuple], device: str | None = N
     return forward
 
 
+def _torch_forward(model: Any, device: str | None) -> Any:
+    import keras
+    import torch
+
+    def forward(*inputs: Any) -> list[Any]:
+        with torch.no_grad(), _on(device):
+            out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)]
+
+    return forward
+
+
 def predict_arrays(forward: Any, inputs: Sequence[np.ndarray], batch_size: int
                    ) -> list[np.ndarray]:
     """One array per model output for all rows of `inputs`, `batch_size` rows per call."""
     chunks = []
     for start in range(0, len(inputs[0]), batch_size):
         out = forward(*[a[start:start + batch_size] for a in inputs])
-        chunks.append([t.numpy() for t in out])
+        chunks.append([np.asarray(t) for t in out])
     return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
 

@@ -117,13 +117,18 @@ class RecordOnRanks(keras.callbacks.Callback):
         import json
         import os
 
-        import horovod.tensorflow as hvd
-
         flat = np.concatenate([np.ravel(w) for w in self.model.get_weights()])
-        path = os.path.join(self.directory, f"rank{hvd.rank()}")
+        path = os.path.join(self.directory, f"rank{hvd_rank()}")
         np.save(path + ".npy", flat)
         with open(path + ".json", "w") as f:
             json.dump({"rates": self.rates}, f)
+
+
+def hvd_rank():
+    """This Horovod rank, through the Horovod module of the Keras backend the fit runs on."""
+    import importlib
+
+    return importlib.import_module("horovod." + keras.backend.backend()).rank()
 
 
 def recorded(directory, rank):
@@ -169,10 +174,8 @@ class SaveSeenRows(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         import os
 
-        import horovod.tensorflow as hvd
-
         [layer] = [x for x in self.model.layers if isinstance(x, CountRows)]
-        np.save(os.path.join(self.directory, f"seen{hvd.rank()}.npy"), layer.seen.numpy())
+        np.save(os.path.join(self.directory, f"seen{hvd_rank()}.npy"), layer.seen.numpy())
 
 
 def job_descriptions(spark):
