@@ -2,9 +2,10 @@
 
 A fresh interpreter per rank paid TensorFlow's import (3-8 s) at every launch. The Spark worker
 instead keeps one zygote process (`sparkdl.launch.zygote.serve`) that imports the modules in
-SPARKDL_PRELOAD (default: TensorFlow, Keras, Horovod's ops and sparkdl's Keras worker, none of
-them initialised) and forks each rank from it. A rank still gets its own process, environment
-and output pipe, and dies with the zygote, which dies with the worker.
+SPARKDL_PRELOAD (default: the framework of KERAS_BACKEND, TensorFlow unless set, Keras, Horovod's
+ops and sparkdl's Keras worker, none of them initialised) and forks each rank from it. A rank
+still gets its own process, environment and output pipe, and dies with the zygote, which dies
+with the worker.
 """
 from __future__ import annotations
 
@@ -24,10 +25,9 @@ from typing import IO, Any
 import cloudpickle
 
 from sparkdl.launch.errors import is_secondary
+from sparkdl.train.backend import BACKEND_ENV, PRELOAD
 
 PRELOAD_ENV = "SPARKDL_PRELOAD"
-DEFAULT_PRELOAD = ("tensorflow,keras,horovod.tensorflow,sparkdl.train.keras_worker,"
-                   "sparkdl.data.reader")
 RANK_NAME = "sparkdl-rank"  # the process name (ps, psutil) of a forked rank
 ZYGOTE_NAME = "sparkdl-zygote"
 _REPLY_TIMEOUT_S = 300.0  # the first reply waits for the preload (TensorFlow) on a busy host
@@ -150,7 +150,8 @@ def zygote(env: dict[str, str]) -> Zygote:
 
 
 def _preload() -> None:
-    for name in filter(None, os.environ.get(PRELOAD_ENV, DEFAULT_PRELOAD).split(",")):
+    default = PRELOAD.get(os.environ.get(BACKEND_ENV, ""), PRELOAD["tensorflow"])
+    for name in filter(None, os.environ.get(PRELOAD_ENV, default).split(",")):
         try:
             importlib.import_module(name.strip())
         except Exception as exc:  # the rank imports what it needs itself

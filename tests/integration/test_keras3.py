@@ -145,10 +145,10 @@ def _accumulate_on_rank(steps, accumulate, with_scale):
     """SGD(1.0) with gradient accumulation gets rank r's gradient r + 1 + step for a variable at
     0 (and, `with_scale`, for a float8-style scale that takes its gradient as its value);
     returns how often the ranks averaged gradients, and the variables' final values."""
-    import horovod.tensorflow as hvd
-
     from sparkdl.train import distributed
+    from sparkdl.train.backend import horovod
 
+    hvd = horovod()  # the backend's Horovod module, as sparkdl's ranks use
     hvd.init()
     calls = []
     average = distributed.average_gradients

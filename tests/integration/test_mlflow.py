@@ -2,6 +2,7 @@
 params, per-epoch metrics while training runs, TensorBoard logs, the model, resume."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -92,8 +93,10 @@ def test_active_run_gets_params_live_metrics_logs_and_a_servable_model(spark, df
         assert [m.step for m in logged] == [1, 2, 3]
         np.testing.assert_allclose([m.value for m in logged], history[name], rtol=1e-6)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"tensorboard", "model_summary.txt"} <= artifacts
-    assert client.list_artifacts(run.info.run_id, "tensorboard")
+    assert "model_summary.txt" in artifacts
+    if importlib.util.find_spec("tensorflow") is not None:  # Keras logs with tf.summary
+        assert "tensorboard" in artifacts
+        assert client.list_artifacts(run.info.run_id, "tensorboard")
 
     # the logged model: Keras' flavour, and a pyfunc that takes the DataFrame's columns
     assert isinstance(mlflow.keras.load_model(fitted.mlflow_model_uri), keras.Model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import psutil
 import pytest
 from keras_helpers import (
     assembled_df,
+    hvd_rank,
     logged_epochs,
     make_estimator,
     mlp,
@@ -37,9 +39,7 @@ class FailOnRank(keras.callbacks.Callback):
         self.epoch, self.rank, self.how = epoch, rank, how
 
     def on_epoch_begin(self, epoch, logs=None):
-        import horovod.tensorflow as hvd
-
-        if epoch + 1 != self.epoch or hvd.rank() != self.rank:
+        if epoch + 1 != self.epoch or hvd_rank() != self.rank:
             return
         if self.how == "raise":
             raise RuntimeError(f"injected failure at epoch {self.epoch}")
@@ -56,9 +56,7 @@ class KillOnceOnRank(keras.callbacks.Callback):
         self.epoch, self.rank, self.marker = epoch, rank, marker
 
     def on_epoch_begin(self, epoch, logs=None):
-        import horovod.tensorflow as hvd
-
-        if epoch + 1 == self.epoch and hvd.rank() == self.rank and not os.path.exists(
+        if epoch + 1 == self.epoch and hvd_rank() == self.rank and not os.path.exists(
                 self.marker):
             open(self.marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -72,9 +70,7 @@ class HangOnRank(keras.callbacks.Callback):
         self.epoch, self.rank = epoch, rank
 
     def on_epoch_begin(self, epoch, logs=None):
-        import horovod.tensorflow as hvd
-
-        if epoch + 1 == self.epoch and hvd.rank() == self.rank:
+        if epoch + 1 == self.epoch and hvd_rank() == self.rank:
             threading.Event().wait()
 
 
@@ -265,9 +261,9 @@ def test_saving_over_an_existing_model_path_needs_overwrite(spark, features_df, 
 
 
 def _sleep_on_every_rank():
-    import horovod.tensorflow as hvd
+    from sparkdl.train.backend import horovod
 
-    hvd.init()
+    horovod().init()
     time.sleep(300)
 
 
@@ -325,9 +321,10 @@ def test_killed_rank_is_relaunched_from_the_last_checkpoint_by_itself(features_d
     assert fitted.getRunHistory()["epoch"] == [1, 2, 3, 4, 5]
     assert len(fitted.getHistory()["loss"]) == 5
     # the TensorBoard logs in the store hold every epoch, those of the failed attempt too, and
-    # no local log folder is left behind
-    assert logged_epochs(Store.create(store_root), fitted.getRunId(), tmp_path / "logs") == [
-        0, 1, 2, 3, 4]
+    # no local log folder is left behind (Keras logs with tf.summary: only where TF is installed)
+    if importlib.util.find_spec("tensorflow") is not None:
+        assert logged_epochs(Store.create(store_root), fitted.getRunId(),
+                             tmp_path / "logs") == [0, 1, 2, 3, 4]
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "sparkdl-tb-*"))) <= before
 
 
