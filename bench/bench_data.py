@@ -1,4 +1,5 @@
-"""Data-path throughput: materialize vs a plain Parquet write, and the shard reader vs pyarrow.
+"""Data-path throughput: materialize vs a plain Parquet write, and the shard reader vs pyarrow
+(numbers, and a string column).
 
 Both writers read the same cached DataFrame, so the figures compare write paths, not data
 generation. Run: ``.venv/bin/python bench/bench_data.py --rows 200000``.
@@ -12,6 +13,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -29,6 +31,9 @@ from sparkdl.data.reader import (
 )
 from sparkdl.store import Store
 
+WORDS = ["the", "kettle", "arrived", "quickly", "and", "works", "perfectly", "broke", "after",
+         "a", "week", "refund", "please", "five", "stars", "flimsy"]
+
 
 def main() -> None:
     args = _parse_args()
@@ -45,6 +50,7 @@ def main() -> None:
         store = Store.create(os.path.join(tmp, "store"))
         meta = _bench_writes(args, source, converted, store, os.path.join(tmp, "plain"))
         _bench_reads(args, store, meta)
+        _bench_string_reads(args, spark, store)
     spark.stop()
 
 
@@ -81,9 +87,7 @@ def _bench_reads(args: argparse.Namespace, store: Store, meta: DatasetMeta) -> N
     columns = [meta.columns[name] for name in ("features", "label")]
 
     def count(dataset: tf.data.Dataset) -> None:
-        rows = dataset.reduce(tf.constant(0, tf.int64),
-                              lambda n, batch: n + tf.shape(batch[1], tf.int64)[0])
-        assert int(rows) == args.rows, int(rows)
+        _count(dataset, args.rows)
 
     def run_blocks(shuffle: bool) -> None:
         rows = sum(labels.size for _, labels in _shard_blocks(
@@ -114,14 +118,56 @@ def _bench_reads(args: argparse.Namespace, store: Store, meta: DatasetMeta) -> N
             tf.data.Dataset.from_tensor_slices(in_memory).batch(args.batch_size)), plain),
     }
     for what, (run, (baseline, run_baseline)) in candidates.items():
-        run()  # warm-up: TensorFlow function tracing, page cache
-        reader_s, arrow_s = [], []
-        for _ in range(args.repeat):
-            arrow_s.append(_timed(run_baseline))
-            reader_s.append(_timed(run))
         name = "from_tensor_slices" if what.startswith("tf.data") else "open_shard_dataset"
-        _report(f"read ({what}, batch {args.batch_size})", name, args.rows, reader_s,
-                baseline, arrow_s)
+        _compare(f"read ({what}, batch {args.batch_size})", name, args.rows, run, baseline,
+                 run_baseline, args.repeat)
+
+
+def _bench_string_reads(args: argparse.Namespace, spark: SparkSession, store: Store) -> None:
+    """One pass of the reader over a string column (8 words, about 50 bytes a row) and a label,
+    against pyarrow -> numpy (object arrays of str) of the same files."""
+    rows = args.rows // 4
+    words = F.array(*[F.lit(w) for w in WORDS])
+    text = F.concat_ws(" ", *[F.element_at(words, (F.rand(i) * len(WORDS)).cast("int") + 1)
+                              for i in range(8)])
+    df = _cached(spark.range(rows).select(text.alias("text"),
+                                          (F.col("id") % 2).cast("double").alias("label")))
+    meta = materialize(df, store, "text", "label", num_proc=args.num_proc)
+    url, files = store.dataset_url(meta.train_path), _parquet_files(meta.train_path)
+
+    def arrow() -> None:
+        for path in files:
+            table = pq.read_table(path)
+            table.column("text").to_numpy(), table.column("label").to_numpy()
+
+    for shuffle in (False, True):
+        _compare(f"read (string column, shuffle={shuffle}, batch {args.batch_size})",
+                 "open_shard_dataset", rows,
+                 lambda shuffle=shuffle: _count(open_shard_dataset(
+                     url, 0, 1, args.batch_size, meta=meta, shuffle=shuffle, num_epochs=1), rows),
+                 "pyarrow -> numpy (str objects)", arrow, args.repeat)
+    meta.release()
+    df.unpersist()
+
+
+def _count(dataset: Any, rows: int) -> None:
+    """Run a pass of `dataset`, checking that it holds `rows` rows."""
+    import tensorflow as tf
+
+    counted = dataset.reduce(tf.constant(0, tf.int64),
+                             lambda n, batch: n + tf.shape(batch[1], tf.int64)[0])
+    assert int(counted) == rows, int(counted)
+
+
+def _compare(what: str, name: str, rows: int, run: Callable[[], object], baseline: str,
+             run_baseline: Callable[[], object], repeat: int) -> None:
+    """A warm-up pass (function tracing, page cache), then `repeat` of each, interleaved."""
+    run()
+    ours, theirs = [], []
+    for _ in range(repeat):
+        theirs.append(_timed(run_baseline))
+        ours.append(_timed(run))
+    _report(what, name, rows, ours, baseline, theirs)
 
 
 def _read_with_pyarrow(files: list[str], dim: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -127,6 +127,7 @@ def data_stages(spark: Any, size: dict[str, Any], stages: set[str], tmp: str) ->
         if "p2" in stages:
             with contextlib.redirect_stdout(sys.stderr):
                 bench_data._bench_reads(ns, store, meta)
+                bench_data._bench_string_reads(ns, spark, store)
     finally:
         bench_data._report = report
         source.unpersist()

@@ -70,7 +70,8 @@ def materialize(df: DataFrame, store: Store, feature_cols: str | Sequence[str],
     _check_args(store, num_proc, float_dtype, seed, sample_weight_col)
     roles = _roles(features, labels, sample_weight_col)
     split = _validation(df, validation, seed, roles)
-    specs = inspect_columns(df, list(roles), float_dtype)
+    specs = inspect_columns(df, list(roles), float_dtype,
+                            string_cols=[c for c, role in roles.items() if role == "feature"])
     reuse = "key" if cache_key is not None else "app" if reusable(df) else "once"
     key = data_key(df, reuse, cache_key, features=features, labels=labels,
                    weight=sample_weight_col, validation=validation, float_dtype=float_dtype,

@@ -19,23 +19,33 @@ logger = logging.getLogger(__name__)
 META_FILE = "_sparkdl_meta.json"
 FORMAT_VERSION = 1
 KINDS = ("scalar", "array", "vector")
+STRING = "string"  # the dtype of text: Parquet strings, numpy object arrays of str in memory
+# What a str in a numpy object array costs besides its text: the object and its pointer
+STRING_OBJECT_BYTES = 64
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One stored column: numpy dtype and per-row shape (``()`` for scalars, ``(n,)`` for vectors).
+    """One stored column: numpy dtype (or STRING) and per-row shape (``()`` for scalars, ``(n,)``
+    for vectors).
 
-    A dimension is None only in inspect_columns() results, before the data has been profiled.
+    A dimension is None only in inspect_columns() results, before the data has been profiled;
+    so is `value_bytes`, the mean UTF-8 bytes of a string column's values.
     """
 
     name: str
     dtype: str
     shape: tuple[int | None, ...]
     kind: str  # one of KINDS
+    value_bytes: int | None = None
 
     @property
     def row_bytes(self) -> int:
-        return int(np.dtype(self.dtype).itemsize * np.prod(self.shape, dtype=np.int64))
+        """Bytes of one row in memory: a string's text and its Python object, a number's width."""
+        values = np.prod(self.shape, dtype=np.int64)
+        if self.dtype == STRING:
+            return int((STRING_OBJECT_BYTES + (self.value_bytes or 0)) * values)
+        return int(np.dtype(self.dtype).itemsize * values)
 
     @property
     def parquet_leaf(self) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from sparkdl.data.meta import ColumnSpec
+from sparkdl.data.meta import STRING, ColumnSpec
 from sparkdl.data.schema import column_of
 
 _PARTITION = "__sparkdl_partition"
@@ -65,8 +66,17 @@ def _combine(name: str, values: list[Any]) -> Any:
 
 
 def _checks(column: Column, spec: ColumnSpec, prefix: str) -> list[Column]:
-    """Aggregations for one column: nulls, then per nesting level min/max size and null elements."""
+    """Aggregations for one column: nulls, then per nesting level min/max size and null elements;
+    the UTF-8 bytes of a string column's values."""
     exprs = [_count_true(column.isNull()).alias(f"{prefix}_nulls")]
+    if spec.dtype == STRING:
+        if not spec.shape:
+            text = F.octet_length(column)
+        else:
+            text = F.aggregate(_flatten(column, len(spec.shape) - 1),
+                               F.lit(0).cast("long"),
+                               lambda total, value: total + F.octet_length(value))
+        exprs.append(F.sum(text).alias(f"{prefix}_bytes"))
     if spec.kind == "vector":
         sizes = F.size(F.when(column.isNotNull(), vector_to_array(column)))  # it fails on null
         return exprs + [F.min(sizes).alias(f"{prefix}_min1"), F.max(sizes).alias(f"{prefix}_max1")]
@@ -106,7 +116,11 @@ def _resolve(spec: ColumnSpec, found: dict[str, Any], prefix: str, what: str,
     if spec.kind == "vector" and spec.shape[0] not in (None, shape[0]):
         raise ValueError(f"{what} has vectors of size {shape[0]} but its ML attribute metadata "
                          f"says {spec.shape[0]}; expected them to agree")
-    return dataclasses.replace(spec, shape=tuple(shape))
+    value_bytes = None
+    if spec.dtype == STRING:  # the mean, rounded up: the reader sizes its windows by it
+        values = rows * math.prod(shape)
+        value_bytes = -(-(found[f"{prefix}_bytes"] or 0) // values)
+    return dataclasses.replace(spec, shape=tuple(shape), value_bytes=value_bytes)
 
 
 def _check_validation(column: str, found: dict[str, Any], rows: int) -> None:

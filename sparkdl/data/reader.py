@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sparkdl.data.batching import Rebatcher
-from sparkdl.data.meta import ColumnSpec, DatasetMeta, bytes_per_row, is_part_file
+from sparkdl.data.meta import STRING, ColumnSpec, DatasetMeta, bytes_per_row, is_part_file
 from sparkdl.data.sharding import group_slices, shard_bounds, steps_per_epoch
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def open_shard_dataset(path: str, rank: int, size: int, batch_size: int, *, meta
     _check_args(rank, size, batch_size, num_epochs, workers, shuffle_buffer_rows)
     _check_shardable(path, size, meta)
     columns = _read_columns(meta)
-    window = shuffle_buffer_rows or max(batch_size, SHUFFLE_BUFFER_BYTES // bytes_per_row(columns))
+    window = shuffle_buffer_rows or window_rows(columns, batch_size)
     structure = _structure(meta)
     # The generator yields blocks of batches, (n, batch, ...), split in C++ into batches: one
     # Python round trip per block instead of per batch. Slicing blocks with flat_map took
@@ -106,7 +106,7 @@ def open_shard_batches(path: str, rank: int, size: int, batch_size: int, *, meta
     _check_args(rank, size, batch_size, num_epochs, workers, None)
     _check_shardable(path, size, meta)
     columns = _read_columns(meta)
-    window = max(batch_size, SHUFFLE_BUFFER_BYTES // bytes_per_row(columns))
+    window = window_rows(columns, batch_size)
     structure, names = _structure(meta), [c.name for c in columns]
 
     def batches() -> Iterator[Any]:
@@ -122,6 +122,12 @@ def open_shard_batches(path: str, rank: int, size: int, batch_size: int, *, meta
                 yield _nest(structure, values)
 
     return _made_ahead(batches(), f"sparkdl-batches-{rank}")
+
+
+def window_rows(columns: list[ColumnSpec], batch_size: int) -> int:
+    """Rows of a shuffle window: about SHUFFLE_BUFFER_BYTES of the columns in memory (strings
+    counted by their profiled mean size), at least one batch."""
+    return max(batch_size, SHUFFLE_BUFFER_BYTES // bytes_per_row(columns))
 
 
 def _made_ahead(items: Iterator[_T], thread_name: str,
@@ -310,7 +316,8 @@ def _to_numpy(column: pa.ChunkedArray, spec: ColumnSpec) -> np.ndarray:
     if values.size != rows * int(np.prod(spec.shape)):
         raise ValueError(f"column {spec.name!r} has {values.size} values in {rows} rows; "
                          f"expected shape {spec.shape} per row")
-    return values.reshape((rows, *spec.shape)).astype(spec.dtype, copy=False)
+    values = values.reshape((rows, *spec.shape))
+    return values if spec.dtype == STRING else values.astype(spec.dtype, copy=False)
 
 
 def _structure(meta: DatasetMeta) -> tuple[Any, ...]:

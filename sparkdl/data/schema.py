@@ -4,7 +4,7 @@ Conversions (vector -> array, double -> float, nested -> flat) are JVM expressio
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkdl.data.meta import ColumnSpec
+from sparkdl.data.meta import STRING, ColumnSpec
 
 FLOAT_DTYPES = (None, "float32", "float64")
 _NUMPY_DTYPES: dict[type[T.DataType], str] = {
@@ -24,14 +24,16 @@ _NUMPY_DTYPES: dict[type[T.DataType], str] = {
     T.LongType: "int64",
     T.FloatType: "float32",
     T.DoubleType: "float64",
+    T.StringType: STRING,
 }
 _SPARK_TYPES = {dtype: spark_type for spark_type, dtype in _NUMPY_DTYPES.items()}
 _EXPECTED = "expected a numeric or boolean scalar, a (nested) array of those, or an ML vector"
 
 
-def inspect_columns(df: DataFrame, cols: Sequence[str],
-                    float_dtype: str | None = "float32") -> dict[str, ColumnSpec]:
-    """Check that `cols` exist and can be materialized; no Spark job is run.
+def inspect_columns(df: DataFrame, cols: Sequence[str], float_dtype: str | None = "float32",
+                    string_cols: Collection[str] = ()) -> dict[str, ColumnSpec]:
+    """Check that `cols` exist and can be materialized; no Spark job is run. Only `string_cols`
+    (features, for a model's string inputs) may hold strings.
 
     Array sizes (and vector sizes without ML attribute metadata) need the data, so those
     dimensions are None here; materialize() fills them in.
@@ -43,7 +45,7 @@ def inspect_columns(df: DataFrame, cols: Sequence[str],
     for name in cols:
         if name not in fields:
             raise ValueError(f"column {name!r} not found; available columns: {', '.join(fields)}")
-        specs[name] = _spec(fields[name], float_dtype)
+        specs[name] = _spec(fields[name], float_dtype, name in string_cols)
     return specs
 
 
@@ -53,7 +55,7 @@ def column_of(df: DataFrame, name: str) -> Column:
 
 
 def storage_column(df: DataFrame, spec: ColumnSpec) -> Column:
-    """The column as written to Parquet: flat numeric array or scalar of `spec.dtype`."""
+    """The column as written to Parquet: a flat array or scalar of `spec.dtype`."""
     data_type = df.schema[spec.name].dataType
     column = column_of(df, spec.name)
     if isinstance(data_type, (VectorUDT, MLlibVectorUDT)):
@@ -66,7 +68,7 @@ def storage_column(df: DataFrame, spec: ColumnSpec) -> Column:
     return column.alias(spec.name)
 
 
-def _spec(field: T.StructField, float_dtype: str | None) -> ColumnSpec:
+def _spec(field: T.StructField, float_dtype: str | None, string_ok: bool) -> ColumnSpec:
     data_type = field.dataType
     if isinstance(data_type, (VectorUDT, MLlibVectorUDT)):
         size = field.metadata.get("ml_attr", {}).get("num_attrs")
@@ -75,8 +77,10 @@ def _spec(field: T.StructField, float_dtype: str | None) -> ColumnSpec:
     while isinstance(element, T.ArrayType):
         element, depth = element.elementType, depth + 1
     dtype = numpy_dtype(element)
-    if dtype is None:
-        raise ValueError(f"column {field.name!r} has type {data_type.simpleString()}; {_EXPECTED}")
+    if dtype is None or (dtype == STRING and not string_ok):
+        strings = " (strings only as features, for a model's string inputs)" if dtype else ""
+        raise ValueError(f"column {field.name!r} has type {data_type.simpleString()}; "
+                         f"{_EXPECTED}{strings}")
     if dtype == "float64" and float_dtype:
         dtype = float_dtype
     return ColumnSpec(field.name, dtype, (None,) * depth, "array" if depth else "scalar")
@@ -89,7 +93,8 @@ def _element_type(data_type: T.DataType) -> T.DataType:
 
 
 def numpy_dtype(data_type: T.DataType) -> str | None:
-    """The numpy dtype of a Spark numeric or boolean type; None for others (decimals too)."""
+    """The numpy dtype of a Spark numeric or boolean type, STRING for strings; None for others
+    (decimals too)."""
     return _NUMPY_DTYPES.get(type(data_type))
 
 

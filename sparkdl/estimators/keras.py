@@ -236,8 +236,8 @@ class KerasEstimator(Estimator, KerasParams, BlobPersistence):
                                sample_weight_col=self.getSampleWeightCol(),
                                validation=self.getValidation(), num_proc=num_proc,
                                seed=42 if self.getRandomSeed() is None else self.getRandomSeed(),
-                               check=lambda specs: check.check_input_shapes(
-                                   plan.signature, plan.feature_cols, specs),
+                               check=lambda specs: check.check_inputs(
+                                   plan.signature, plan.feature_cols, specs, plan.backend),
                                cache_key=self.getCacheKey())
         try:
             run_id = self._claim_run(plan, meta, session.input_files(df), num_proc)
@@ -418,9 +418,10 @@ class _FitPlan:
         if self.seed is None:
             self.seed = random.randrange(2**31)
         check.check_seed("random_seed", self.seed)
-        specs = inspect_columns(df, [*self.feature_cols, *self.label_cols,
-                                     *([weight] if weight else [])])
-        check.check_input_shapes(self.signature, self.feature_cols, specs)
+        others = [*self.label_cols, *([weight] if weight else [])]
+        specs = inspect_columns(df, [*self.feature_cols, *others],
+                                string_cols=set(self.feature_cols) - set(others))
+        check.check_inputs(self.signature, self.feature_cols, specs, self.backend)
         self.compile_args = self._compile_args()
         optimizer = est.getOptimizer() or getattr(self.model, "optimizer", None)
         if optimizer is None:
@@ -684,9 +685,12 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         model, outputs = self.getModel(), self.resolved_output_cols()
         shapes = model_signature(model)
         scalar = scalar_outputs(shapes)
+        dtypes = ["string" if shapes.takes_strings(i) else "float32"
+                  for i in range(len(shapes.input_shapes))]
         columns = Columns(feature_cols=self.getFeatureCols(), input_shapes=shapes.input_shapes,
                           output_cols=outputs, scalar_outputs=scalar,
-                          batch_size=inference_batch_size(self.getBatchSize()))
+                          batch_size=inference_batch_size(self.getBatchSize()),
+                          input_dtypes=dtypes)
         features = [meta.columns[c] for c in self.getFeatureCols()]
         return (model, columns, self._pickled_custom_objects(),
                 columns_signature(features, outputs, scalar), (store, store.logs_dir(self._run_id)))

@@ -15,6 +15,8 @@ import time
 from importlib import metadata
 from typing import Any
 
+from sparkdl.data.meta import STRING
+
 log = logging.getLogger(__name__)
 
 RUN_TAG = "sparkdl.run_id"  # the sparkdl run an MLflow run tracks: a resume continues it
@@ -118,8 +120,8 @@ class MlflowRun:
 
 
 def signature(feature_specs: list[Any], output_cols: list[str], scalar: list[bool]) -> Any:
-    """MLflow signature over DataFrame columns: numbers or (nested) arrays of numbers in, one
-    float or float array column per model output out."""
+    """MLflow signature over DataFrame columns: numbers, strings or (nested) arrays of those in,
+    one float or float array column per model output out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import Array
@@ -127,8 +129,8 @@ def signature(feature_specs: list[Any], output_cols: list[str], scalar: list[boo
     def nested(dtype: Any, depth: int) -> Any:
         return dtype if depth == 0 else Array(nested(dtype, depth - 1))
 
-    inputs = [ColSpec(nested(DataType.double, len(spec.shape)), spec.name)
-              for spec in feature_specs]
+    inputs = [ColSpec(nested(DataType.string if spec.dtype == STRING else DataType.double,
+                             len(spec.shape)), spec.name) for spec in feature_specs]
     outputs = [ColSpec(DataType.float if one else Array(DataType.float), name)
                for name, one in zip(output_cols, scalar, strict=True)]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

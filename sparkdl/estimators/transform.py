@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
+from sparkdl.data.meta import STRING
 from sparkdl.data.schema import column_of, numpy_dtype, spark_type
 from sparkdl.estimators import validation as check
 from sparkdl.train.backend import session_backend
@@ -41,11 +42,14 @@ def predict_dataframe(df: DataFrame, model_bytes: Any, model_key: str, model: An
         raise ValueError(f"output column {clash[0]!r} already exists in the DataFrame; expected "
                          "new names (set output_cols)")
     scalar = scalar_outputs(signature)
+    backend = session_backend()
     inputs = [_input_column(df, col) for col in feature_cols]
+    for i, (col, (_, dtype)) in enumerate(zip(feature_cols, inputs, strict=True)):
+        check.check_input_kind(signature, i, col, dtype == STRING, backend)
     spec = PredictSpec(model_key=model_key, input_shapes=signature.input_shapes,
                        input_dtypes=[dtype for _, dtype in inputs], scalar_outputs=scalar,
                        batch_size=inference_batch_size(batch_size), use_gpu=use_gpu,
-                       backend=session_backend())
+                       backend=backend)
     struct = T.StructType([
         T.StructField(f"_{j}", T.FloatType() if s else T.ArrayType(T.FloatType()))
         for j, s in enumerate(scalar)])
@@ -68,18 +72,18 @@ def inference_batch_size(batch_size: int) -> int:
 
 
 def _input_column(df: DataFrame, col: str) -> tuple[Any, str]:
-    """The column as its model input gets it, and its numpy dtype: integers and booleans as they
-    are, as training feeds them (an id of 2**24 + 1 stays exact), floats and ML vectors as
-    float32; nested arrays flattened."""
+    """The column as its model input gets it, and its numpy dtype: integers, booleans and strings
+    as they are, as training feeds them (an id of 2**24 + 1 stays exact), floats and ML vectors
+    as float32; nested arrays flattened."""
     data_type = df.schema[col].dataType
     if isinstance(data_type, VectorUDT):
         return vector_to_array(column_of(df, col), "float32"), "float32"
     column, depth = column_of(df, col), 0
     while isinstance(data_type, T.ArrayType):
         data_type, depth = data_type.elementType, depth + 1
-    if not isinstance(data_type, T.NumericType | T.BooleanType):
+    if not isinstance(data_type, T.NumericType | T.BooleanType | T.StringType):
         raise TypeError(f"feature column {col!r} has type {df.schema[col].dataType.simpleString()};"
-                        " expected numeric scalars, arrays or ML vectors")
+                        " expected numeric or string scalars, arrays of those, or ML vectors")
     dtype = numpy_dtype(data_type)
     if dtype is None or dtype.startswith("float"):  # decimals too
         dtype = "float32"

@@ -13,7 +13,7 @@ from typing import Any
 import cloudpickle
 import keras
 
-from sparkdl.data.meta import ColumnSpec
+from sparkdl.data.meta import STRING, ColumnSpec
 from sparkdl.store import Store
 from sparkdl.train.serialize import LEGACY_KERAS_HELP, require_keras3
 from sparkdl.train.signature import ModelSignature, model_signature
@@ -47,12 +47,14 @@ def check_columns(param: str, cols: Sequence[str] | None, available: Sequence[st
     return list(cols)
 
 
-def check_input_shapes(signature: ModelSignature, feature_cols: Sequence[str],
-                       specs: Mapping[str, ColumnSpec]) -> None:
-    """Each feature column's per-row size fits its model input (reshaping allowed)."""
-    for col, shape, name in zip(feature_cols, signature.input_shapes, signature.input_names,
-                                strict=True):
+def check_inputs(signature: ModelSignature, feature_cols: Sequence[str],
+                 specs: Mapping[str, ColumnSpec], backend: str) -> None:
+    """Each feature column fits its model input: strings for a string input (on TensorFlow) and
+    numbers for the others, with a per-row size that reshapes to the input's shape."""
+    for i, (col, shape, name) in enumerate(zip(feature_cols, signature.input_shapes,
+                                               signature.input_names, strict=True)):
         spec = specs[col]
+        check_input_kind(signature, i, col, spec.dtype == STRING, backend)
         if any(d is None for d in spec.shape) or any(d is None for d in shape):
             continue  # size known only after materialisation, or a free model dimension
         have = math.prod(spec.shape)
@@ -61,6 +63,29 @@ def check_input_shapes(signature: ModelSignature, feature_cols: Sequence[str],
             raise ValueError(
                 f"feature column {col!r} has {have} value(s) per row (shape {spec.shape}) but "
                 f"model input {name!r} expects shape {shape} ({want} value(s) per row)")
+
+
+def check_input_kind(signature: ModelSignature, i: int, col: str, strings: bool,
+                     backend: str) -> None:
+    """Feature column `col` (of strings or not) fits model input `i` on `backend`: strings go
+    to string inputs only, and only Keras on TensorFlow has string tensors."""
+    name, takes_strings = signature.input_names[i], signature.takes_strings(i)
+    if (strings or takes_strings) and backend != "tensorflow":
+        raise ValueError(
+            f"feature column {col!r} for model input {name!r} is text, and Keras on the "
+            f"{backend} backend has no string tensors: string inputs train and predict on the "
+            "TensorFlow backend only. Expected KERAS_BACKEND=tensorflow, or numbers made from "
+            "the strings in Spark first (pyspark.ml.feature's StringIndexer, or Tokenizer with "
+            "CountVectorizer) for a model with numeric inputs")
+    if strings and not takes_strings:
+        raise ValueError(
+            f"feature column {col!r} holds strings but model input {name!r} takes "
+            f"{signature.input_dtypes[i]}; expected a numeric column for it, or a string input "
+            "(keras.Input(shape=(), dtype='string') before e.g. a TextVectorization or "
+            "StringLookup layer)")
+    if takes_strings and not strings:
+        raise ValueError(f"model input {name!r} takes strings but feature column {col!r} holds "
+                         "numbers; expected a string column for it")
 
 
 def check_positive(param: str, value: Any, optional: bool = False) -> None:

@@ -22,6 +22,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
+from sparkdl.data.meta import STRING
 from sparkdl.launch.gpus import GROWTH_ENV, VISIBLE_ENV, inference_device, task_gpus
 from sparkdl.train.backend import use_backend
 
@@ -257,16 +258,18 @@ def predict_arrays(forward: Any, inputs: Sequence[np.ndarray], batch_size: int
 
 
 def _column_array(column: pd.Series, shape: tuple, dtype: str) -> np.ndarray:
-    """The column as one array of (rows, *shape) and `dtype`; array cells arrive as one ndarray
-    each and are joined in one copy."""
+    """The column as one array of (rows, *shape) and `dtype` (strings: of str objects); array
+    cells arrive as one ndarray each and are joined in one copy."""
     values = column.to_numpy()
-    if values.dtype == object:
-        values = np.concatenate(values) if len(values) else np.zeros(0, dtype)
-    if values.dtype.kind == "f" and np.dtype(dtype).kind in "iub" and np.isnan(values).any():
+    strings = dtype == STRING
+    if values.dtype == object and len(values) and isinstance(values[0], np.ndarray):
+        values = np.concatenate(values)
+    if (strings and pd.isna(values).any() or values.dtype.kind == "f"
+            and np.dtype(dtype).kind in "iub" and np.isnan(values).any()):
         raise ValueError(f"an input of type {dtype} holds nulls; expected none (drop or fill "
                          "them before transform)")
     dims = [-1 if d is None else d for d in shape]
-    return np.asarray(values, dtype=dtype).reshape(len(column), *dims)
+    return np.asarray(values, dtype=object if strings else dtype).reshape(len(column), *dims)
 
 
 def _predict_batch(forward: Any, spec: PredictSpec, batch: pd.DataFrame) -> pd.DataFrame:

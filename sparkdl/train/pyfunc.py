@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkdl.data.meta import STRING
 from sparkdl.train.predict import forward_fn, freeze_heap, predict_arrays, settle_task
 
 COLUMNS_FILE = "sparkdl_columns.json"
@@ -39,6 +40,8 @@ class Columns:
     output_cols: list[str]
     scalar_outputs: list[bool]
     batch_size: int
+    # per input: STRING for text, else "float32"; None (saved before string inputs): all float32
+    input_dtypes: list[str] | None = None
 
 
 def save_model(path: str, mlflow_model: Any, *, keras_model: Any, columns: Columns,
@@ -123,7 +126,8 @@ class ColumnsModel:
 
     def __init__(self, model: Any, columns: Columns) -> None:
         self.columns = columns
-        self._forward = forward_fn(model, columns.input_shapes)
+        self._dtypes = columns.input_dtypes or ["float32"] * len(columns.input_shapes)
+        self._forward = forward_fn(model, columns.input_shapes, input_dtypes=self._dtypes)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
@@ -135,8 +139,8 @@ class ColumnsModel:
                              f"{cols.feature_cols}")
         if _in_spark_task():  # MLflow's spark_udf has no per-task hook: settle on each call
             settle_task()
-        inputs = [_as_array(data[c], shape)
-                  for c, shape in zip(cols.feature_cols, cols.input_shapes, strict=True)]
+        inputs = [_as_array(data[c], shape, dtype) for c, shape, dtype
+                  in zip(cols.feature_cols, cols.input_shapes, self._dtypes, strict=True)]
         outputs = predict_arrays(self._forward, inputs, cols.batch_size)
         n = len(data)
         return pd.DataFrame({name: _as_column(out, n, scalar) for name, out, scalar
@@ -144,13 +148,15 @@ class ColumnsModel:
                             index=data.index)
 
 
-def _as_array(column: Any, shape: Sequence[int | None]) -> np.ndarray:
-    """A float32 array (rows, *shape) from a column of numbers or of (nested) arrays/lists."""
+def _as_array(column: Any, shape: Sequence[int | None], dtype: str) -> np.ndarray:
+    """An array (rows, *shape) of float32 or of str objects (STRING) from a column of values or
+    of (nested) arrays/lists."""
     values = column.to_numpy()
-    if values.dtype == object:
-        values = np.stack([np.asarray(v, dtype=np.float32) for v in values])
+    element = object if dtype == STRING else np.float32
+    if values.dtype == object and len(values) and not isinstance(values[0], str):
+        values = np.stack([np.asarray(v, dtype=element) for v in values])
     dims = [-1 if d is None else d for d in shape]
-    return np.asarray(values, dtype=np.float32).reshape(len(column), *dims)
+    return np.asarray(values, dtype=element).reshape(len(column), *dims)
 
 
 def _as_column(out: np.ndarray, n: int, scalar: bool) -> Any:

@@ -15,11 +15,17 @@ NOT_BUILT = ("model is not built; give it an Input layer, or call model.build(in
 
 @dataclass(frozen=True)
 class ModelSignature:
-    """Per-row shapes (no batch dimension; None where free) and names of the inputs/outputs."""
+    """Per-row shapes (no batch dimension; None where free) and names of the inputs/outputs, and
+    the inputs' dtypes ("string" for text; a subclassed model's are the float default)."""
 
     input_shapes: list[tuple]
     input_names: list[str]
     output_shapes: list[tuple]
+    input_dtypes: list[str]
+
+    def takes_strings(self, i: int) -> bool:
+        """Whether input `i` is a string input (a `keras.Input(dtype="string")`)."""
+        return self.input_dtypes[i] == "string"
 
 
 def model_signature(model: keras.Model) -> ModelSignature:
@@ -35,7 +41,8 @@ def model_signature(model: keras.Model) -> ModelSignature:
         names = [f"input_{i}" for i in range(len(inputs))]
     outputs = keras.tree.flatten(outputs)
     return ModelSignature(input_shapes=[tuple(t.shape[1:]) for t in inputs], input_names=names,
-                          output_shapes=[tuple(t.shape[1:]) for t in outputs])
+                          output_shapes=[tuple(t.shape[1:]) for t in outputs],
+                          input_dtypes=[str(t.dtype) for t in inputs])
 
 
 def _built_input_shapes(model: keras.Model) -> list[tuple]:

@@ -50,3 +50,9 @@ def test_multi_input_digits(tmp_path):
     out = run_example("multi_input.py", tmp_path, epochs=4)
     check_common_output(out, tmp_path, epochs=4)
     assert metric(out, "held-out accuracy") > 0.85  # 10 balanced classes: chance is 0.1
+
+
+def test_text_classification_on_a_string_column(tmp_path):
+    out = run_example("text_classification.py", tmp_path, epochs=3)
+    check_common_output(out, tmp_path, epochs=3)
+    assert metric(out, "held-out accuracy") > 0.85  # chance is 0.5; 5% of labels are wrong

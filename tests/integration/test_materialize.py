@@ -167,7 +167,8 @@ def bad_frame(spark):
 
 @pytest.mark.parametrize("features, labels, kwargs, message", [
     (["nope"], ["y"], {}, "column 'nope' not found; available columns: id, gap, s"),
-    (["s"], ["id"], {}, "column 's' has type string"),
+    (["arr"], ["s"], {}, "column 's' has type string; expected a numeric or boolean scalar, a "
+                         "(nested) array of those, or an ML vector (strings only as features"),
     (["m"], ["id"], {}, "column 'm' has type map<string,int>"),
     (["st"], ["id"], {}, "column 'st' has type struct<i:int,d:double>"),
     (["ragged"], ["id"], {}, "feature column 'ragged' has arrays of sizes 1 to 2"),

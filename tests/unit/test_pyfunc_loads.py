@@ -36,3 +36,20 @@ def test_a_model_is_loaded_once_per_process_and_again_when_its_files_change(tmp_
     second = pyfunc._load_pyfunc(str(tmp_path))
     assert second is not first
     assert second.predict(rows)["y"].tolist() == [2.0, 2.0]
+
+
+def test_a_string_input_predicts_from_a_column_of_str(tmp_path):
+    """The pyfunc of a model with a text input (what MLflow serves) takes the raw strings."""
+    text = keras.Input(shape=(), dtype="string")
+    lookup = keras.layers.StringLookup(vocabulary=["bad", "good"], output_mode="one_hot")
+    model = keras.Model(text, keras.layers.Dense(1, kernel_initializer="ones",
+                                                 use_bias=False)(lookup(text)[:, 1:]))
+    (tmp_path / pyfunc.KERAS_FILE).write_bytes(model_to_bytes(model))
+    columns = pyfunc.Columns(feature_cols=["review"], input_shapes=[()], output_cols=["p"],
+                             scalar_outputs=[True], batch_size=512, input_dtypes=["string"])
+    (tmp_path / pyfunc.COLUMNS_FILE).write_text(json.dumps(asdict(columns)))
+    (tmp_path / pyfunc.CUSTOM_OBJECTS_FILE).write_bytes(cloudpickle.dumps({}))
+    served = pyfunc._load_pyfunc(str(tmp_path))
+    rows = pd.DataFrame({"review": ["good", "bad", "other"]})
+    # one-hot columns: out-of-vocabulary, bad, good; the weights sum the known words
+    assert served.predict(rows)["p"].tolist() == [1.0, 1.0, 0.0]
