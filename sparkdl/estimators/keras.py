@@ -15,6 +15,7 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 
+from sparkdl.data.meta import STRING
 from sparkdl.estimators import validation as check
 from sparkdl.estimators.horovod_params import (
     ESTIMATOR_PARAMS,
@@ -685,7 +686,7 @@ class KerasModel(Model, TrainingParams, BlobPersistence):
         model, outputs = self.getModel(), self.resolved_output_cols()
         shapes = model_signature(model)
         scalar = scalar_outputs(shapes)
-        dtypes = ["string" if shapes.takes_strings(i) else "float32"
+        dtypes = [STRING if shapes.takes_strings(i) else "float32"
                   for i in range(len(shapes.input_shapes))]
         columns = Columns(feature_cols=self.getFeatureCols(), input_shapes=shapes.input_shapes,
                           output_cols=outputs, scalar_outputs=scalar,

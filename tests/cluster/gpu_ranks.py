@@ -29,9 +29,9 @@ class RecordGpus(keras.callbacks.Callback):
         self.directory = directory
 
     def on_train_begin(self, logs=None):
-        import horovod.tensorflow as hvd
+        from sparkdl.train.backend import horovod
 
-        with open(os.path.join(self.directory, f"rank{hvd.rank()}.json"), "w") as f:
+        with open(os.path.join(self.directory, f"rank{horovod().rank()}.json"), "w") as f:
             json.dump(_seen(), f)
 
 
