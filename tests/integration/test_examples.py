@@ -53,6 +53,6 @@ def test_multi_input_digits(tmp_path):
 
 
 def test_text_classification_on_a_string_column(tmp_path):
-    out = run_example("text_classification.py", tmp_path, epochs=3)
-    check_common_output(out, tmp_path, epochs=3)
+    out = run_example("text_classification.py", tmp_path, epochs=2)
+    check_common_output(out, tmp_path, epochs=2)
     assert metric(out, "held-out accuracy") > 0.85  # chance is 0.5; 5% of labels are wrong

@@ -69,7 +69,7 @@ def _estimator(store_root, model=None, **overrides):
     params = dict(model=model or _model(), optimizer=keras.optimizers.Adam(1e-2),
                   loss="binary_crossentropy", feature_cols=["text", "country", "tags", "x"],
                   label_cols=["label"], store=Store.create(store_root), num_proc=2,
-                  batch_size=32, epochs=6, random_seed=3, verbose=0)
+                  batch_size=32, epochs=4, random_seed=3, verbose=0)
     return KerasEstimator(**{**params, **overrides})
 
 
@@ -82,7 +82,7 @@ def test_string_columns_train_transform_save_and_load(spark, reviews, store_root
     assert _vocabulary(loaded_est.getModel()) == _vocabulary(est.getModel()) != []
     pm = Pipeline(stages=[est]).fit(train)
     history = pm.stages[0].getHistory()
-    assert len(history["val_loss"]) == 6 and history["val_loss"][-1] < history["val_loss"][0]
+    assert len(history["val_loss"]) == 4 and history["val_loss"][-1] < history["val_loss"][0]
 
     predicted = pm.transform(test)
     assert predicted.schema["label__output"].dataType.simpleString() == "float"
