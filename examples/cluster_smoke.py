@@ -2,7 +2,8 @@
 
     spark-submit --master spark://127.0.0.1:7177 examples/cluster_smoke.py --num-proc 2
 
-Each rank contributes rank + 1, so `num_proc` ranks print allreduce_sum = n (n + 1) / 2.
+Each rank contributes rank + 1, so `num_proc` ranks print allreduce_sum = n (n + 1) / 2. It runs
+on the Keras backend of the executors (KERAS_BACKEND: TensorFlow, or torch).
 Without spark-submit, `--master` picks the master (default: local[<num-proc>]).
 """
 from __future__ import annotations
@@ -17,11 +18,13 @@ import sparkdl
 
 
 def allreduce_rank() -> float:
-    import horovod.tensorflow as hvd
-    import tensorflow as tf
+    import keras
 
+    from sparkdl.train.backend import horovod
+
+    hvd = horovod()  # Horovod's ops for the Keras backend: horovod.tensorflow or horovod.torch
     hvd.init()
-    return float(hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum))
+    return float(hvd.allreduce(keras.ops.convert_to_tensor(float(hvd.rank() + 1)), op=hvd.Sum))
 
 
 def main() -> None:

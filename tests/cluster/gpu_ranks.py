@@ -1,11 +1,13 @@
 """spark-submitted by test_cluster_gpus.py with task GPUs on workers whose discovery scripts report
-fake addresses: what each rank of `sparkdl.run` and of a fit sees, transform, and the slot check;
-prints what the test checks."""
+fake addresses: what each rank of `sparkdl.run` and of a fit sees, transform, the slot check, and
+examples/cluster_smoke.py's allreduce across the two executors; prints what the test checks."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import runpy
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,6 +15,9 @@ from pyspark.sql import SparkSession
 
 import sparkdl
 from sparkdl import KerasEstimator, Store
+
+# run_path, not import: its functions then travel to the executors by value, as from the example
+SMOKE = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "cluster_smoke.py"))
 
 
 def _seen() -> dict[str, str | None]:
@@ -41,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     spark = SparkSession.builder.appName("sparkdl-gpus").getOrCreate()
     result: dict = {"run": sparkdl.run(_seen, num_proc=2),
-                    "run_cpu": sparkdl.run(_seen, num_proc=2, use_gpu=False)}
+                    "run_cpu": sparkdl.run(_seen, num_proc=2, use_gpu=False),
+                    "allreduce": sparkdl.run(SMOKE["allreduce_rank"], num_proc=2)}
     try:
         sparkdl.run(_seen, num_proc=3)
     except ValueError as exc:

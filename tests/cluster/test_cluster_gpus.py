@@ -1,6 +1,7 @@
 """GPUs scheduled by Spark on the standalone cluster, whose workers report fake GPU addresses
-(worker 1: "0", worker 2: "1"): each rank sees exactly its task's GPU, slots count GPUs, and a
-missing task GPU setting fails before any job."""
+(worker 1: "0", worker 2: "1"): each rank sees exactly its task's GPU, slots count GPUs, Horovod's
+allreduce (examples/cluster_smoke.py's) spans the two executors, and a missing task GPU setting
+fails before any job."""
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ def test_each_rank_sees_its_tasks_gpu_and_slots_count_gpus(standalone_cluster, t
         "cores / spark.task.cpus) and 2 GPU slots (executor GPUs / "
         "spark.task.resource.gpu.amount)"), result["too_many"]
     assert result["predicted"] == 400  # transform's tasks got GPUs too; TF sees none: CPU
+    assert result["allreduce"] == [3.0, 3.0]  # ranks 0 and 1, one per executor, add 1 + 2
 
 
 def test_executor_gpus_without_task_gpus_fail_naming_the_setting(standalone_cluster):

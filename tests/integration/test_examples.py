@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.own_spark
+
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
 TAIL_LINES = 40

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
+
+pytestmark = pytest.mark.own_spark
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240

@@ -16,6 +16,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="needs the [notebook] extra")
 nbclient = pytest.importorskip("nbclient", reason="needs the [notebook] extra")
 
+pytestmark = pytest.mark.own_spark
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "notebook.ipynb"
 KERNEL = "sparkdl-test-venv"
 CELL_TIMEOUT_S = 300

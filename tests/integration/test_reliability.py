@@ -356,6 +356,7 @@ make_estimator({store!r}, run_id="interrupted", batch_size=64, epochs=30, random
 """
 
 
+@pytest.mark.own_spark
 def test_sigint_to_a_driver_process_ends_everything_and_the_run_resumes(spark, store_root,
                                                                         tmp_path):
     data = str(tmp_path / "data.parquet")
