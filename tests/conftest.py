@@ -23,8 +23,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that run Spark applications of their own (`cluster`, `own_spark`) first: Spark
     retires a session's Python workers after a minute without a task, and with them the ranks'
     preloaded TensorFlow, so the shared session's next fit after such a test paid for it again."""
-    items.sort(key=lambda item: not any(item.iter_markers("cluster"))
-               and not any(item.iter_markers("own_spark")))
+    items.sort(key=lambda item: not (item.get_closest_marker("cluster")
+                                     or item.get_closest_marker("own_spark")))
 
 
 @pytest.fixture(scope="session")
