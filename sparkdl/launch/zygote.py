@@ -25,6 +25,7 @@ from typing import IO, Any
 import cloudpickle
 
 from sparkdl.launch.errors import is_secondary
+from sparkdl.launch.gpus import GROWTH_ENV
 from sparkdl.train.backend import BACKEND_ENV, PRELOAD
 
 PRELOAD_ENV = "SPARKDL_PRELOAD"
@@ -80,7 +81,7 @@ class Zygote:
     """The worker's handle on its zygote process; one rank at a time (a worker runs one task)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+        self.key = preload_key(env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # no preexec_fn: Popen then runs the process's fork handlers, and gRPC's (a Spark Connect
         # client's) crash the child before exec; the zygote ties itself to this process instead
@@ -138,11 +139,22 @@ class Zygote:
 _zygote: Zygote | None = None
 
 
+def preload_key(env: dict[str, str]) -> dict[str, str]:
+    """`env` as far as the preload is concerned: without GPU memory growth (inference sets it in
+    the worker; TensorFlow reads it at GPU set-up, in the rank), with the default backend and
+    preload list spelled out, so that neither a `transform` nor `sparkdl.run` beside a fit starts
+    a new zygote (a TensorFlow import)."""
+    key = {k: v for k, v in env.items() if k != GROWTH_ENV}
+    key.setdefault(BACKEND_ENV, "tensorflow")
+    key.setdefault(PRELOAD_ENV, PRELOAD.get(key[BACKEND_ENV], PRELOAD["tensorflow"]))
+    return key
+
+
 def zygote(env: dict[str, str]) -> Zygote:
     """This worker's zygote, started with `env` (what the preloaded modules read at import time);
-    a new one replaces it when that environment changes or it has died."""
+    a new one replaces it when that environment changes (`preload_key`) or it has died."""
     global _zygote
-    if _zygote is None or _zygote.env != env or not _zygote.alive():
+    if _zygote is None or _zygote.key != preload_key(env) or not _zygote.alive():
         if _zygote is not None:
             _zygote.close()
         _zygote = Zygote(env)

@@ -17,8 +17,10 @@ import psutil
 import pytest
 
 import sparkdl.launch.zygote as zygote_module
+from sparkdl.launch.gpus import GROWTH_ENV
 from sparkdl.launch.task import TaskSpec, _workdir_prefix, run_child
-from sparkdl.launch.zygote import PRELOAD_ENV, RANK_NAME, ZYGOTE_NAME, zygote
+from sparkdl.launch.zygote import PRELOAD_ENV, RANK_NAME, ZYGOTE_NAME, preload_key, zygote
+from sparkdl.train.backend import BACKEND_ENV, rank_env
 
 
 def _rank_body(tag):
@@ -144,6 +146,18 @@ def test_a_changed_start_environment_or_a_dead_zygote_gets_a_new_one(tmp_path):
         third.reply()
 
 
+def test_a_transform_or_sparkdl_run_beside_a_fit_keeps_the_zygote():
+    """A fit after a `transform` in the same worker started a new zygote (TensorFlow's import
+    again): inference sets GPU memory growth and the backend in the worker's environment. And
+    `sparkdl.run`'s default preload differed from a fit's explicit one only in spelling."""
+    env = {k: v for k, v in os.environ.items() if k not in (BACKEND_ENV, GROWTH_ENV)}
+    first = zygote({**env, PRELOAD_ENV: ""})
+    assert zygote({**env, PRELOAD_ENV: "", GROWTH_ENV: "true", BACKEND_ENV: "tensorflow"}) is first
+    without = {k: v for k, v in env.items() if k != PRELOAD_ENV}
+    assert preload_key(without) == preload_key({**without, **rank_env("tensorflow")})
+    assert preload_key(without) != preload_key({**without, **rank_env("torch")})
+
+
 def _leave_a_child_holding_the_output(pid_file):
     import subprocess
 
@@ -188,7 +202,7 @@ def test_a_rank_that_closes_its_output_runs_past_the_reply_timeout(monkeypatch):
 def _kill_the_zygote_once_its_rank_runs(workdirs):
     deadline = time.monotonic() + 60
     while not (list(workdirs.glob("*/payload.pkl")) and zygote_module._zygote is not None
-               and zygote_module._zygote.env.get("SPARKDL_TEST_ZYGOTE") == "killed"):
+               and zygote_module._zygote.key.get("SPARKDL_TEST_ZYGOTE") == "killed"):
         assert time.monotonic() < deadline, "the rank did not start in 60 s"
         time.sleep(0.05)
     time.sleep(0.5)
