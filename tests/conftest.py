@@ -20,11 +20,19 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that run Spark applications of their own (`cluster`, `own_spark`) first: Spark
-    retires a session's Python workers after a minute without a task, and with them the ranks'
-    preloaded TensorFlow, so the shared session's next fit after such a test paid for it again."""
-    items.sort(key=lambda item: not (item.get_closest_marker("cluster")
-                                     or item.get_closest_marker("own_spark")))
+    """Tests that run Spark applications of their own (`cluster`, `own_spark`) first, Spark
+    Connect tests last. Spark retires a Python worker after a minute without a task, and with it
+    the ranks' preloaded TensorFlow; Connect's tasks run in Python workers of their own. So the
+    shared session's next fit after a test of another kind paid for new ones."""
+    items.sort(key=lambda item: 0 if (item.get_closest_marker("cluster")
+                                      or item.get_closest_marker("own_spark"))
+               else 2 if _uses_connect(item) else 1)
+
+
+def _uses_connect(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return "connect" in item.fixturenames or (
+        callspec is not None and "connect" in callspec.id.split("-"))
 
 
 @pytest.fixture(scope="session")
