@@ -162,8 +162,7 @@ def zygote(env: dict[str, str]) -> Zygote:
 
 
 def _preload() -> None:
-    default = PRELOAD.get(os.environ.get(BACKEND_ENV, ""), PRELOAD["tensorflow"])
-    for name in filter(None, os.environ.get(PRELOAD_ENV, default).split(",")):
+    for name in filter(None, preload_key(dict(os.environ))[PRELOAD_ENV].split(",")):
         try:
             importlib.import_module(name.strip())
         except Exception as exc:  # the rank imports what it needs itself
