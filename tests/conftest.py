@@ -17,6 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # MLflow's telemetry thread sets and pops an environment variable while requests iterates
 # os.environ for proxies, a race that fails a tracking call with KeyError; nothing here is online
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Every JVM the tests start (drivers, executors, the cluster's daemons, Connect servers) lives a
+# minute or two: the C1 compiler alone and the serial GC halve their CPU on a 2-core machine,
+# where C2's compiles and G1's threads otherwise take it from the ranks
+os.environ["JAVA_TOOL_OPTIONS"] = " ".join(filter(None, [
+    os.environ.get("JAVA_TOOL_OPTIONS"), "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
