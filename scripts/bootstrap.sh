@@ -26,20 +26,14 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip 'setuptools<70' wheel
-# pip byte-compiles on one core; compile_all does it on every core (on 2 cores: 30 s less).
-# -q, and its status ignored: as pip does, skip the few files that are not Python 3 (test data).
-compile_all() {
-  "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c \
-    'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
-}
+# --no-compile: pip byte-compiles all of the venv's 17,000 modules on one core; Python compiles
+# the few thousand a run imports when it first imports them, and keeps them.
 echo "bootstrap: installing the pinned stack (constraints.txt)"
 $PIP install -q --no-compile -c constraints.txt tensorflow-cpu keras tensorboard pyspark pyarrow \
   numpy pandas pyyaml cloudpickle psutil fsspec h5py
-compile_all
 if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   PYTHON="$VENV/bin/python" bash scripts/build_horovod.sh
 fi
 $PIP install -q --no-compile -c constraints.txt -e '.[test,notebook]'
-compile_all
 "$VENV/bin/python" -c "import horovod.tensorflow as hvd, pyspark; print('bootstrap: stack ok')"
 echo "$want" > "$STAMP"
