@@ -233,3 +233,31 @@ def logged_epochs(store, run_id, local_dir):
             event = tf.compat.v1.Event.FromString(record.numpy())
             steps += [event.step for v in event.summary.value if v.tag == "epoch_loss"]
     return sorted(steps)
+
+
+def run_script(path, args, spark, monkeypatch, capsys) -> str:
+    """Run the script at `path` as `python path args...` does (``__main__``, its argv, its folder
+    first on sys.path), in the test session's Spark: its ``getOrCreate()`` gets that session and
+    its closing ``spark.stop()`` is kept from ending it. Returns what it printed."""
+    import runpy
+    import sys
+
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import SparkSession
+
+    stopped = []
+    monkeypatch.setattr(SparkSession, "stop", lambda session: stopped.append(session))
+    monkeypatch.setattr(sys, "argv", [str(path), *map(str, args)])
+    monkeypatch.syspath_prepend(str(path.parent))
+    conf = dict(spark.conf.getAll)
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    finally:  # its builder's settings (shuffle partitions, app name) set back
+        for key, value in dict(spark.conf.getAll).items():
+            if conf.get(key) != value:
+                # a static setting (the console progress bar) is refused: it took no effect
+                with contextlib.suppress(AnalysisException):
+                    spark.conf.set(key, conf[key]) if key in conf else spark.conf.unset(key)
+    assert stopped == [spark], "the script did not end by stopping its SparkSession"
+    return capsys.readouterr().out
