@@ -26,14 +26,14 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip 'setuptools<70' wheel
-# --no-compile: pip byte-compiles all of the venv's 17,000 modules on one core; Python compiles
-# the few thousand a run imports when it first imports them, and keeps them.
 echo "bootstrap: installing the pinned stack (constraints.txt)"
 $PIP install -q --no-compile -c constraints.txt tensorflow-cpu keras tensorboard pyspark pyarrow \
   numpy pandas pyyaml cloudpickle psutil fsspec h5py
+bash scripts/compile_site_packages.sh "$VENV/bin/python"
 if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   PYTHON="$VENV/bin/python" bash scripts/build_horovod.sh
 fi
 $PIP install -q --no-compile -c constraints.txt -e '.[test,notebook]'
+bash scripts/compile_site_packages.sh "$VENV/bin/python"
 "$VENV/bin/python" -c "import horovod.tensorflow as hvd, pyspark; print('bootstrap: stack ok')"
 echo "$want" > "$STAMP"

@@ -25,15 +25,17 @@ rm -rf "$VENV"
 PY="$(realpath "$VENV")/bin/python"
 "$PY" -m pip install -q --upgrade pip 'setuptools<70' wheel
 echo "runtime check [$PROFILE]: the runtime: $RUNTIME"
-# --no-compile, as scripts/bootstrap.sh: the smoke tests compile what they import
 # shellcheck disable=SC2086
-"$PY" -m pip install -q --no-compile $RUNTIME cloudpickle psutil pyyaml fsspec h5py scikit-learn pytest
+"$PY" -m pip install -q --no-compile $RUNTIME cloudpickle psutil pyyaml fsspec h5py scikit-learn \
+  pytest
+bash scripts/compile_site_packages.sh "$PY"
 "$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-before.txt"
 
 echo "runtime check [$PROFILE]: the init script (README, 'Install on a cluster')"
 PYTHON=$PY bash scripts/build_horovod.sh
 "$PY" -m pip wheel -q --no-deps . -w "$VENV/dist"
 "$PY" -m pip install -q --no-compile "$VENV"/dist/sparkdl-*.whl
+bash scripts/compile_site_packages.sh "$PY"
 "$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-after.txt"
 
 changed=$(LC_ALL=C comm -23 "$VENV/runtime-before.txt" "$VENV/runtime-after.txt")
