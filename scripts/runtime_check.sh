@@ -35,7 +35,7 @@ echo "runtime check [$PROFILE]: the init script (README, 'Install on a cluster')
 PYTHON=$PY bash scripts/build_horovod.sh
 "$PY" -m pip wheel -q --no-deps . -w "$VENV/dist"
 "$PY" -m pip install -q --no-compile "$VENV"/dist/sparkdl-*.whl
-bash scripts/compile_site_packages.sh "$PY"
+bash scripts/compile_site_packages.sh "$PY" sparkdl
 "$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-after.txt"
 
 changed=$(LC_ALL=C comm -23 "$VENV/runtime-before.txt" "$VENV/runtime-after.txt")
