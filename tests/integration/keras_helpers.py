@@ -258,6 +258,9 @@ def run_script(path, args, spark, monkeypatch, capsys) -> str:
             if conf.get(key) != value:
                 # a static setting (the console progress bar) is refused: it took no effect
                 with contextlib.suppress(AnalysisException):
-                    spark.conf.set(key, conf[key]) if key in conf else spark.conf.unset(key)
+                    if key in conf:
+                        spark.conf.set(key, conf[key])
+                    else:
+                        spark.conf.unset(key)
     assert stopped == [spark], "the script did not end by stopping its SparkSession"
     return capsys.readouterr().out
