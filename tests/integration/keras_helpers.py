@@ -1,11 +1,15 @@
-"""Small data sets and models shared by the Keras estimator tests."""
+"""Small data sets and models shared by the Keras estimator tests, and a runner for scripts."""
 from __future__ import annotations
 
 import contextlib
+import runpy
+import sys
 import uuid
 
 import keras
 import numpy as np
+from pyspark.errors import AnalysisException
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 
@@ -239,12 +243,6 @@ def run_script(path, args, spark, monkeypatch, capsys) -> str:
     """Run the script at `path` as `python path args...` does (``__main__``, its argv, its folder
     first on sys.path), in the test session's Spark: its ``getOrCreate()`` gets that session and
     its closing ``spark.stop()`` is kept from ending it. Returns what it printed."""
-    import runpy
-    import sys
-
-    from pyspark.errors import AnalysisException
-    from pyspark.sql import SparkSession
-
     stopped = []
     monkeypatch.setattr(SparkSession, "stop", lambda session: stopped.append(session))
     monkeypatch.setattr(sys, "argv", [str(path), *map(str, args)])
