@@ -33,6 +33,8 @@ PYTHON = sys.executable  # the venv's python: drivers and executors must run the
 WORKERS = 2
 UP_TIMEOUT_S = 60
 TAIL_LINES = 40
+# executors with one GPU each, tasks asking for one
+GPU_CONF = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
 
 
 def _accepts(port: int) -> bool:
@@ -246,6 +248,26 @@ def standalone_cluster(tmp_path_factory) -> Iterator[StandaloneCluster]:
                                 state_dir=state_dir, env=env)
     finally:
         _stop_and_check(state_dir, env)
+
+
+@dataclass
+class AppRun:
+    """cluster_app.py's printed result and its driver's stdout."""
+
+    result: dict
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def cluster_app(standalone_cluster, tmp_path_factory) -> AppRun:
+    """tests/cluster/cluster_app.py spark-submitted once with task GPUs, for the GPU and the
+    executor-loss tests."""
+    out = standalone_cluster.submit("tests/cluster/cluster_app.py", "--store",
+                                    str(tmp_path_factory.mktemp("cluster-app")), timeout=600,
+                                    conf=GPU_CONF).stdout
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert lines, out[-3000:]
+    return AppRun(json.loads(lines[-1][len("RESULT "):]), out)
 
 
 def _stop_and_check(state_dir: Path, env: dict[str, str]) -> None:

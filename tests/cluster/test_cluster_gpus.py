@@ -4,14 +4,11 @@ allreduce (examples/cluster_smoke.py's) spans the two executors, and a missing t
 fails before any job."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 pytestmark = pytest.mark.cluster
-
-GPU_CONF = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
 
 
 def _worker_gpu(cwd: str) -> str:
@@ -21,12 +18,8 @@ def _worker_gpu(cwd: str) -> str:
     return str(int(worker.group(1)) - 1)
 
 
-def test_each_rank_sees_its_tasks_gpu_and_slots_count_gpus(standalone_cluster, tmp_path):
-    out = standalone_cluster.submit("tests/cluster/gpu_ranks.py", "--store", str(tmp_path),
-                                    timeout=240, conf=GPU_CONF)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, out.stdout[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+def test_each_rank_sees_its_tasks_gpu_and_slots_count_gpus(cluster_app):
+    result = cluster_app.result["gpus"]
     # sparkdl.run's ranks and a fit's ranks: one distinct GPU each, the one Spark assigned
     for ranks in (result["run"], result["fit"]):
         assert sorted(seen["gpus"] for seen in ranks) == ["0", "1"], ranks

@@ -1,7 +1,7 @@
-"""A lost executor on a real standalone cluster: the fit resumes by itself on a new executor."""
+"""A lost executor on a real standalone cluster: the fit resumes by itself on a new executor
+(cluster_app.py's second part; its executors have task GPUs)."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -9,11 +9,8 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 
-def test_fit_recovers_from_a_killed_executor_by_itself(standalone_cluster, tmp_path):
-    result = standalone_cluster.submit("tests/cluster/fit_with_executor_loss.py",
-                                       "--store", str(tmp_path / "store"), timeout=420)
-    out = result.stdout
-    outcome = json.loads(re.search(r"^RESULT (.*)$", out, re.M).group(1))
+def test_fit_recovers_from_a_killed_executor_by_itself(cluster_app):
+    out, outcome = cluster_app.stdout, cluster_app.result["recovery"]
     assert outcome["killed"], out
     assert re.search(r"^sparkdl: .* in epoch 2; retry 1/2 from the last checkpoint$", out,
                      re.M), out
