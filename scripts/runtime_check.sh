@@ -4,7 +4,8 @@
 # does (Horovod built against the runtime's TensorFlow, then the sparkdl wheel with its
 # dependencies), a check that the runtime's packages are unchanged and that no second TensorFlow
 # distribution came in, then the smoke subset (fit, transform, save, load) run there, with the
-# profile's SMOKE_EXTRA tests.
+# profile's SMOKE_EXTRA tests. A profile's TEST_PACKAGES (what its tests need beyond pytest) are
+# installed with the runtime's own, before the check.
 #
 # Usage: bash scripts/runtime_check.sh PROFILE [pytest node ids...]
 #   VENV_RUNTIME  the venv (default .venv-runtime-PROFILE)   PYTHON  its interpreter (python3.11)
@@ -27,7 +28,7 @@ PY="$(realpath "$VENV")/bin/python"
 echo "runtime check [$PROFILE]: the runtime: $RUNTIME"
 # shellcheck disable=SC2086
 "$PY" -m pip install -q --no-compile $RUNTIME cloudpickle psutil pyyaml fsspec h5py scikit-learn \
-  pytest
+  pytest ${TEST_PACKAGES:-}
 bash scripts/compile_site_packages.sh "$PY"
 "$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-before.txt"
 
@@ -57,9 +58,11 @@ print('runtime check: pyspark', pyspark.__version__, '| pyarrow', pyarrow.__vers
       '| numpy', numpy.__version__, '| pandas', pandas.__version__, '|', backend,
       framework.__version__, '| Keras', keras.__version__)"
 set +e
-# a profile's SMOKE_TESTS replaces the default subset; SMOKE_EXTRA adds to it
+# a profile's SMOKE_TESTS replaces the default subset; SMOKE_EXTRA adds to it; SMOKE_MARKERS
+# selects by marker (pytest -m)
 # shellcheck disable=SC2086
 if [ -n "${SMOKE_TESTS:-}" ]; then set -- $SMOKE_TESTS; fi
+if [ -n "${SMOKE_MARKERS:-}" ]; then set -- "$@" -m "$SMOKE_MARKERS"; fi
 # shellcheck disable=SC2086
 PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY "$PY" -m pytest -p no:cacheprovider -q "$@" ${SMOKE_EXTRA:-}
 rc=$?

@@ -12,6 +12,11 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+# Keras on torch has no string tensors: a string feature column `name` is refused there whatever
+# the model input, with a message of its own
+NAME_HOLDS_STRINGS = ("feature column 'name' for model input" if keras.backend.backend() == "torch"
+                      else "feature column 'name' holds strings but model input")
+
 
 def separable_df(spark, rows=2000, seed=0):
     """Columns a, b, c, d (double) and label = (a - 2b + 0.5c > 0), plus an id."""

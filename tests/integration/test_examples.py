@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from keras_helpers import run_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +42,7 @@ def test_multi_input_digits(spark, tmp_path, monkeypatch, capsys):
     assert metric(out, "held-out accuracy") > 0.85  # 10 balanced classes: chance is 0.1
 
 
+@pytest.mark.tensorflow
 def test_text_classification_on_a_string_column(spark, tmp_path, monkeypatch, capsys):
     out = run_example("text_classification.py", tmp_path, 2, spark, monkeypatch, capsys)
     check_common_output(out, tmp_path, epochs=2)

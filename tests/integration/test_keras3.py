@@ -132,6 +132,7 @@ def test_legacy_keras_is_refused_before_any_job(spark, features_df, store_root, 
         _estimator(store_root).fit(features_df)
 
 
+@pytest.mark.tensorflow
 def test_jit_compile_trains_the_same_model_on_every_rank(spark, features_df, store_root,
                                                          tmp_path):
     fitted = _estimator(store_root, jit_compile=True, epochs=2,

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 from keras_helpers import (
+    NAME_HOLDS_STRINGS,
     EvaluateEachEpoch,
     Parity,
     accuracy,
@@ -311,8 +312,7 @@ def test_params_the_pyspark_way(store_root):
     (dict(num_proc=0), ValueError, "num_proc must be a positive integer; got 0"),
     (dict(num_proc=8), ValueError,
      "num_proc=8 but the cluster can run only 2 tasks at once: 2 CPU task slots"),
-    (dict(feature_cols=["name"]), ValueError,
-     "feature column 'name' holds strings but model input"),
+    (dict(feature_cols=["name"]), ValueError, NAME_HOLDS_STRINGS),
     (dict(store=None), ValueError, "store is not set"),
     (dict(store="/tmp/x"), TypeError, "store must be a sparkdl.Store"),
     (dict(validation=1.5), ValueError, "validation must be a fraction in (0, 1)"),

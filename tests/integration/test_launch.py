@@ -1,4 +1,5 @@
-"""sparkdl.run: real barrier stages in local[2], real Horovod over Gloo in child processes."""
+"""sparkdl.run: real barrier stages in local[2], real Horovod over Gloo in child processes (the
+ranks use Horovod's ops for the session's Keras backend)."""
 from __future__ import annotations
 
 import os
@@ -11,13 +12,15 @@ from sparkdl.launch import LaunchError, RankFailedError
 
 
 def _allreduce_rank() -> dict:
-    import horovod.tensorflow as hvd
-    import tensorflow as tf
+    import keras
 
+    from sparkdl.train.backend import horovod
+
+    hvd = horovod()
     hvd.init()
-    total = hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum)
+    total = hvd.allreduce(keras.ops.convert_to_tensor(float(hvd.rank() + 1)), op=hvd.Sum)
     return {"rank": hvd.rank(), "size": hvd.size(), "local_rank": hvd.local_rank(),
-            "local_size": hvd.local_size(), "sum": float(total.numpy()), "pid": os.getpid()}
+            "local_size": hvd.local_size(), "sum": float(total), "pid": os.getpid()}
 
 
 def test_allreduce_sums_across_two_ranks_in_rank_order(spark):
@@ -32,8 +35,9 @@ def test_allreduce_sums_across_two_ranks_in_rank_order(spark):
 
 
 def _echo(x, *, scale):
-    import horovod.tensorflow as hvd
+    from sparkdl.train.backend import horovod
 
+    hvd = horovod()
     hvd.init()
     return (hvd.rank(), x * scale, os.environ.get("SPARKDL_TEST_VAR"))
 
@@ -50,14 +54,15 @@ def test_num_proc_defaults_to_task_slots(spark):
 
 
 def _fail_on_rank_one():
-    import horovod.tensorflow as hvd
+    import keras
 
+    from sparkdl.train.backend import horovod
+
+    hvd = horovod()
     hvd.init()
     if hvd.rank() == 1:
         raise ValueError("boom from the second rank")
-    import tensorflow as tf
-
-    hvd.allreduce(tf.constant(1.0))  # rank 0 waits on its peer, which is gone
+    hvd.allreduce(keras.ops.convert_to_tensor(1.0))  # rank 0 waits on its peer, which is gone
     return "unreachable"
 
 

@@ -15,6 +15,7 @@ import keras
 import psutil
 import pytest
 from keras_helpers import (
+    NAME_HOLDS_STRINGS,
     assembled_df,
     hvd_rank,
     logged_epochs,
@@ -199,7 +200,7 @@ def _bad_frames(spark):
         "null in a label": (nulls.fillna({"a": 0.0}), dict(feature_cols=["a"], **one_input),
                             ValueError, "'label'", True),
         "string column": (df, dict(feature_cols=["name"], **one_input), ValueError,
-                          "feature column 'name' holds strings but model input", False),
+                          NAME_HOLDS_STRINGS, False),
         "ragged array": (df, dict(feature_cols=["arr"], model=mlp(inputs=2)), ValueError,
                          "'arr'", True),
         "vector size": (vec, dict(feature_cols=["v"]), ValueError,

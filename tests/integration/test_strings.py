@@ -73,6 +73,7 @@ def _estimator(store_root, model=None, **overrides):
     return KerasEstimator(**{**params, **overrides})
 
 
+@pytest.mark.tensorflow
 def test_string_columns_train_transform_save_and_load(spark, reviews, store_root, tmp_path):
     train, test = reviews.randomSplit([0.8, 0.2], seed=1)
     est = _estimator(store_root, validation=0.2)
@@ -112,7 +113,7 @@ def test_string_columns_train_transform_save_and_load(spark, reviews, store_root
                  id="string-column-numeric-input"),
     pytest.param(["x"], lambda: _text_model(),
                  "model input 'words' takes strings but feature column 'x' holds numbers",
-                 id="numeric-column-string-input"),
+                 id="numeric-column-string-input", marks=pytest.mark.tensorflow),
 ])
 def test_a_string_column_and_a_numeric_input_fail_before_any_job(spark, reviews, store_root,
                                                                   features, model, message):
@@ -138,6 +139,7 @@ def _text_model():
     return keras.Model(inp, keras.layers.Dense(1)(keras.ops.cast(vectorize(inp), "float32")))
 
 
+@pytest.mark.tensorflow
 def test_a_string_label_fails_before_any_job(spark, reviews, store_root):
     est = _estimator(store_root, label_cols=["country"])
     with no_spark_job(spark), pytest.raises(ValueError, match=re.escape(
@@ -145,6 +147,7 @@ def test_a_string_label_fails_before_any_job(spark, reviews, store_root):
         est.fit(reviews)
 
 
+@pytest.mark.tensorflow
 def test_null_strings_fail_in_the_profiling_job_naming_the_column(spark, reviews, store_root):
     nulls = reviews.withColumn("text", F.when(F.col("id") % 100 == 0, None)
                                .otherwise(F.col("text")))
@@ -159,6 +162,7 @@ def test_null_strings_fail_in_the_profiling_job_naming_the_column(spark, reviews
         _estimator(store_root).fit(tag_nulls)
 
 
+@pytest.mark.tensorflow
 def test_long_strings_keep_the_shuffle_window_in_bytes_and_read_back_whole(spark, store_root):
     """Strings of 256 KiB and of a few bytes: the window is sized by their mean size, not by
     a number's width, and every string reads back as written."""

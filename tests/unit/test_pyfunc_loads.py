@@ -9,6 +9,7 @@ import cloudpickle
 import keras
 import numpy as np
 import pandas as pd
+import pytest
 
 from sparkdl.train import pyfunc
 from sparkdl.train.serialize import model_to_bytes
@@ -38,6 +39,7 @@ def test_a_model_is_loaded_once_per_process_and_again_when_its_files_change(tmp_
     assert second.predict(rows)["y"].tolist() == [2.0, 2.0]
 
 
+@pytest.mark.tensorflow
 def test_a_string_input_predicts_from_a_column_of_str(tmp_path):
     """The pyfunc of a model with a text input (what MLflow serves) takes the raw strings."""
     text = keras.Input(shape=(), dtype="string")
