@@ -22,7 +22,8 @@ test: venv
 
 # One runtime's own packages (scripts/runtimes/$(PROFILE).env) in a fresh venv, sparkdl installed
 # as the README's init script does, those packages checked unchanged, then the smoke subset:
-# fit, transform, save and load in a Pipeline, per-epoch validation metrics, Horovod's ranks.
+# fit, transform, save and load in a Pipeline, per-epoch validation metrics, Horovod's ranks (a
+# profile's SMOKE_TESTS replace it: the torch profile runs every backend-neutral test).
 PROFILE ?= oldest
 SMOKE := \
   "integration/test_launch.py::test_allreduce_sums_across_two_ranks_in_rank_order" \

@@ -4,8 +4,9 @@
 # does (Horovod built against the runtime's TensorFlow, then the sparkdl wheel with its
 # dependencies), a check that the runtime's packages are unchanged and that no second TensorFlow
 # distribution came in, then the smoke subset (fit, transform, save, load) run there, with the
-# profile's SMOKE_EXTRA tests. A profile's TEST_PACKAGES (what its tests need beyond pytest) are
-# installed with the runtime's own, before the check.
+# profile's SMOKE_EXTRA tests, or the profile's own SMOKE_TESTS (they replace the node ids given).
+# A profile's TEST_PACKAGES (what its tests need beyond pytest) are installed with the runtime's
+# own, before the check; they must not bring TensorFlow into a runtime without it.
 #
 # Usage: bash scripts/runtime_check.sh PROFILE [pytest node ids...]
 #   VENV_RUNTIME  the venv (default .venv-runtime-PROFILE)   PYTHON  its interpreter (python3.11)
@@ -26,9 +27,17 @@ rm -rf "$VENV"
 PY="$(realpath "$VENV")/bin/python"
 "$PY" -m pip install -q --upgrade pip 'setuptools<70' wheel
 echo "runtime check [$PROFILE]: the runtime: $RUNTIME"
+set -f  # TEST_PACKAGES' extras (pyspark[connect]) are not file patterns
 # shellcheck disable=SC2086
 "$PY" -m pip install -q --no-compile $RUNTIME cloudpickle psutil pyyaml fsspec h5py scikit-learn \
   pytest ${TEST_PACKAGES:-}
+set +f
+installed=$("$PY" -m pip freeze)
+if ! grep -qi tensorflow <<< "$RUNTIME" && grep -qiE '^(tensorflow|tf-nightly)' <<< "$installed"
+then
+  echo "runtime check [$PROFILE]: FAILED: the runtime has no TensorFlow; its packages added it" >&2
+  exit 1
+fi
 bash scripts/compile_site_packages.sh "$PY"
 "$PY" -m pip freeze | LC_ALL=C sort > "$VENV/runtime-before.txt"
 

@@ -102,11 +102,8 @@ def _batched(columns: Columns, batch_rows: int) -> tuple[np.ndarray, ...]:
 
 
 def _gather(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``column[rows]`` in a new ALIGN_BYTES-aligned array (object columns: numpy's own).
-
-    np.take: twice the speed of fancy indexing, and it releases the GIL. Aligned, a block of
-    8 MiB goes into TensorFlow with one copy instead of two: a shuffled pass of the reader over
-    1M rows x 64 floats took 0.425 s against 0.446 s (medians of 12, interleaved)."""
+    """``column[rows]`` in a new ALIGN_BYTES-aligned array (object columns: numpy's own), which
+    TensorFlow takes with one copy less (docs/performance.md); np.take releases the GIL."""
     if column.dtype.hasobject:
         return np.take(column, rows, axis=0)
     shape = (len(rows), *column.shape[1:])
@@ -114,5 +111,6 @@ def _gather(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
     raw = np.empty(nbytes + ALIGN_BYTES, np.uint8)
     start = -raw.ctypes.data % ALIGN_BYTES
     out = raw[start:start + nbytes].view(column.dtype).reshape(shape)
-    # mode="clip": rows are in range, and only this mode writes to `out` without a buffer copy
+    # the default mode, "raise", would gather into a buffer and copy it to `out`; rows come
+    # from a permutation of the window, so they are in range
     return np.take(column, rows, axis=0, out=out, mode="clip")

@@ -1,6 +1,6 @@
 """spark-submitted once by the `cluster_app` fixture, with task GPUs on workers whose discovery
 scripts report fake addresses (one application instead of two: a driver, executors and their
-TensorFlow imports less). Prints what the tests check:
+TensorFlow imports less). Prints what the tests check, a `RESULT <part> <json>` line per part:
 
 - test_cluster_gpus.py: what each rank of `sparkdl.run` and of a fit sees, transform, the slot
   check, and examples/cluster_smoke.py's allreduce across the two executors;
@@ -75,9 +75,10 @@ def main() -> None:
     parser.add_argument("--store", required=True)
     args = parser.parse_args()
     spark = SparkSession.builder.appName("sparkdl-cluster-app").getOrCreate()
-    result = {"gpus": gpus(spark, os.path.join(args.store, "gpus")),
-              "recovery": executor_loss(spark, os.path.join(args.store, "recovery"))}
-    print("RESULT " + json.dumps(result), flush=True)
+    # a line per part as it ends, so that one part's failure leaves the other's result
+    print("RESULT gpus " + json.dumps(gpus(spark, os.path.join(args.store, "gpus"))), flush=True)
+    recovery = executor_loss(spark, os.path.join(args.store, "recovery"))
+    print("RESULT recovery " + json.dumps(recovery), flush=True)
     spark.stop()
 
 

@@ -89,11 +89,11 @@ class StandaloneCluster:
             os.killpg(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
             pytest.fail(f"spark-submit {script} ran past {timeout:g}s\n"
-                        + self._report(stdout, stderr))
+                        + self.report(stdout, stderr))
         result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
         if check and result.returncode != 0:
             pytest.fail(f"spark-submit {script} exited with code {result.returncode}\n"
-                        + self._report(stdout, stderr))
+                        + self.report(stdout, stderr))
         return result
 
     def _command(self, conf: dict[str, str] | None, *target: str) -> list[str]:
@@ -160,7 +160,8 @@ class StandaloneCluster:
                          + _tail(log.read_text(errors="replace")))
         return "\n".join(parts) or "(no executor logs)"
 
-    def _report(self, stdout: str, stderr: str) -> str:
+    def report(self, stdout: str, stderr: str) -> str:
+        """The tails of the driver's stdout and stderr and of the executors' logs."""
         return (f"--- driver stdout ---\n{_tail(stdout)}\n--- driver stderr ---\n{_tail(stderr)}\n"
                 f"{self.executor_logs()}")
 
@@ -252,22 +253,30 @@ def standalone_cluster(tmp_path_factory) -> Iterator[StandaloneCluster]:
 
 @dataclass
 class AppRun:
-    """cluster_app.py's printed result and its driver's stdout."""
+    """cluster_app.py's driver output and exit code."""
 
-    result: dict
     stdout: str
+    report: str  # the tails of the driver's and executors' logs
+    returncode: int
+
+    def part(self, name: str) -> dict:
+        """The result the app printed for part `name`; fails the test when it printed none."""
+        prefix = f"RESULT {name} "
+        lines = [line for line in self.stdout.splitlines() if line.startswith(prefix)]
+        if not lines:
+            pytest.fail(f"cluster_app.py printed no {name} result (exit code "
+                        f"{self.returncode})\n{self.report}")
+        return json.loads(lines[-1][len(prefix):])
 
 
 @pytest.fixture(scope="session")
 def cluster_app(standalone_cluster, tmp_path_factory) -> AppRun:
     """tests/cluster/cluster_app.py spark-submitted once with task GPUs, for the GPU and the
-    executor-loss tests."""
+    executor-loss tests; each test fails on its own part only."""
     out = standalone_cluster.submit("tests/cluster/cluster_app.py", "--store",
                                     str(tmp_path_factory.mktemp("cluster-app")), timeout=600,
-                                    conf=GPU_CONF).stdout
-    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    assert lines, out[-3000:]
-    return AppRun(json.loads(lines[-1][len("RESULT "):]), out)
+                                    check=False, conf=GPU_CONF)
+    return AppRun(out.stdout, standalone_cluster.report(out.stdout, out.stderr), out.returncode)
 
 
 def _stop_and_check(state_dir: Path, env: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ def _worker_gpu(cwd: str) -> str:
 
 
 def test_each_rank_sees_its_tasks_gpu_and_slots_count_gpus(cluster_app):
-    result = cluster_app.result["gpus"]
+    result = cluster_app.part("gpus")
     # sparkdl.run's ranks and a fit's ranks: one distinct GPU each, the one Spark assigned
     for ranks in (result["run"], result["fit"]):
         assert sorted(seen["gpus"] for seen in ranks) == ["0", "1"], ranks

@@ -12,10 +12,16 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-# Keras on torch has no string tensors: a string feature column `name` is refused there whatever
-# the model input, with a message of its own
-NAME_HOLDS_STRINGS = ("feature column 'name' for model input" if keras.backend.backend() == "torch"
-                      else "feature column 'name' holds strings but model input")
+
+def strings_refused(column: str, message: str) -> str:
+    """`message` on TensorFlow; on other backends, which have no string tensors, the start of
+    the message that refuses the string feature `column` whatever the model input."""
+    if keras.backend.backend() == "tensorflow":
+        return message
+    return f"feature column {column!r} for model input"
+
+
+NAME_HOLDS_STRINGS = strings_refused("name", "feature column 'name' holds strings but model input")
 
 
 def separable_df(spark, rows=2000, seed=0):

@@ -48,6 +48,5 @@ def test_the_migrated_mnist_example_learns_on_two_ranks(spark, tmp_path, monkeyp
     accuracy = float(re.search(r"^Test accuracy: (\d\.\d+)", out, re.M).group(1))
     print(f"test accuracy of the migrated example: {accuracy:.4f}")
     assert accuracy > 0.7, out  # 10 balanced classes: chance is 0.1
-    # Keras writes TensorBoard logs with tf.summary: only where TensorFlow is installed
-    logs = any((tmp_path / "store" / "runs").glob("*/logs"))
-    assert logs == (importlib.util.find_spec("tensorflow") is not None), "TensorBoard logs"
+    if importlib.util.find_spec("tensorflow"):  # Keras writes TensorBoard logs with tf.summary
+        assert any((tmp_path / "store" / "runs").glob("*/logs")), "no TensorBoard logs in the store"

@@ -8,7 +8,7 @@ import re
 import keras
 import numpy as np
 import pytest
-from keras_helpers import accuracy, no_spark_job
+from keras_helpers import accuracy, no_spark_job, strings_refused
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import functions as F
 
@@ -117,8 +117,7 @@ def test_string_columns_train_transform_save_and_load(spark, reviews, store_root
 ])
 def test_a_string_column_and_a_numeric_input_fail_before_any_job(spark, reviews, store_root,
                                                                   features, model, message):
-    if keras.backend.backend() == "torch":  # strings are refused there, whatever the input
-        message = f"feature column {features[0]!r} for model input"
+    message = strings_refused(features[0], message)
     est = _estimator(store_root, model=model(), feature_cols=features)
     with no_spark_job(spark), pytest.raises(ValueError, match=re.escape(message)):
         est.fit(reviews)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparkdl.data.batching import Rebatcher
+from sparkdl.data.batching import ALIGN_BYTES, Rebatcher, _gather
 
 
 def _chunks(sizes):
@@ -62,3 +62,19 @@ def test_blocks_are_bounded_and_shaped_as_batches():
               *rebatcher.end_epoch()]
     assert [b[0].shape for b in blocks] == [(2, 4)] * 6 + [(1, 2)]
     assert sorted(np.concatenate([b[0].ravel() for b in blocks])) == list(range(50))
+
+
+@pytest.mark.parametrize("column", [
+    np.arange(60, dtype=np.float32).reshape(10, 6),  # vectors
+    np.arange(10, dtype=np.int64),  # scalars
+    np.array([f"w{i}" for i in range(10)]),  # fixed-width strings
+    np.array([f"w{i}" * i for i in range(10)], dtype=object),  # Python strings
+], ids=["float32 vectors", "int64", "unicode", "object"])
+def test_gathered_rows_are_the_columns_rows_in_aligned_arrays(column):
+    rows = np.array([7, 0, 9, 3])
+    gathered = _gather(column, rows)
+    assert gathered.dtype == column.dtype and gathered.shape == (4, *column.shape[1:])
+    assert (gathered == column[rows]).all()
+    if not column.dtype.hasobject:  # TensorFlow then takes it with one copy less
+        assert gathered.ctypes.data % ALIGN_BYTES == 0
+    assert _gather(column, rows[:0]).shape == (0, *column.shape[1:])
